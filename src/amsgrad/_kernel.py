@@ -1,0 +1,160 @@
+"""Backends that carry out a checked :class:`~amsgrad._contract.Plan`: native C or NumPy.
+
+The native extension ``amsgrad._native`` (built at install time) is used when it imported; the
+NumPy reference is the fallback. Both detect memory shared between the five arrays and report it
+before writing anything. The native kernel works on C-contiguous memory: other layouts go through
+contiguous copies that are written back once the update is done.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from amsgrad import _reference
+from amsgrad._contract import (
+    ARRAY_ROLES,
+    ManyPlan,
+    Plan,
+    find_overlap,
+    overlap_error,
+)
+
+_native: Any
+try:
+    from amsgrad import _native  # type: ignore[attr-defined,no-redef]
+except ImportError:  # no compiler at install time: the NumPy path runs
+    _native = None
+
+__all__ = ["backend", "execute", "execute_many", "get_num_threads", "set_num_threads"]
+
+_MANY_ROLES = ("vars", "ms", "vs", "vhats", "grads")
+_fallback_threads = 1
+
+
+def backend() -> str:
+    """Which kernel runs: ``"native (<simd>)"`` for the C extension, or ``"numpy"``."""
+    if _native is None:
+        return "numpy"
+    return f"native ({_native.simd()})"
+
+
+def set_num_threads(count: int) -> None:
+    """Set how many threads the native kernel may use for large arrays (an int >= 1).
+
+    The default comes from the environment variable ``AMSGRAD_NUM_THREADS``, else the number of
+    CPUs available to the process. Results do not depend on it.
+    """
+    global _fallback_threads
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
+        raise ValueError(f"set_num_threads: expected an int >= 1, got {count!r}")
+    if _native is not None:
+        _native.set_num_threads(int(count))
+    else:
+        _fallback_threads = int(count)
+
+
+def get_num_threads() -> int:
+    """The number of threads the native kernel may use (1 on the NumPy backend by default)."""
+    if _native is not None:
+        return int(_native.get_num_threads())
+    return _fallback_threads
+
+
+def _contiguous(arrays: Sequence[np.ndarray]) -> bool:
+    return all(array.flags.c_contiguous for array in arrays)
+
+
+def _numpy_apply(
+    var: np.ndarray,
+    m: np.ndarray,
+    v: np.ndarray,
+    vhat: np.ndarray,
+    grad: np.ndarray,
+    hyper: np.ndarray,
+    rows: int,
+) -> None:
+    """The reference arithmetic on rows of the state, written back in place."""
+    shape = var.shape
+    as_rows = [array.reshape(rows, -1) for array in (var, m, v, vhat, grad)]
+    columns = [hyper[k].reshape(rows, 1) for k in range(6)]
+    beta1_power, beta2_power, lr, beta1, beta2, epsilon = columns
+    r_var, r_m, r_v, r_vhat, r_grad = as_rows
+    new = _reference.step(
+        r_var, r_m, r_v, r_vhat, r_grad, beta1_power, beta2_power, lr, beta1, beta2, epsilon
+    )
+    for target, value in zip((var, m, v, vhat), new, strict=True):
+        np.copyto(target, value.reshape(shape))
+
+
+def _native_apply_copies(arrays: Sequence[np.ndarray], hyper: np.ndarray, rows: int) -> None:
+    """Run the native kernel on contiguous copies of strided arrays, then write them back."""
+    work = [np.ascontiguousarray(array) for array in arrays]
+    _native.apply(*work, hyper, rows)
+    for target, value in zip(arrays[:4], work[:4], strict=True):
+        if value is not target:
+            np.copyto(target, value)
+
+
+def execute(plan: Plan) -> None:
+    """Apply one update in place; raises ValueError (nothing written) if arrays share memory."""
+    arrays = (plan.var, plan.m, plan.v, plan.vhat, plan.grad)
+    if plan.var.size == 0:
+        return
+    if _native is not None and _contiguous(arrays):
+        pair = _native.apply(*arrays, plan.hyper, plan.rows)
+        if pair is not None:
+            raise overlap_error(ARRAY_ROLES[pair[0]], ARRAY_ROLES[pair[1]])
+        return
+    pair = find_overlap(arrays)
+    if pair is not None:
+        raise overlap_error(ARRAY_ROLES[pair[0]], ARRAY_ROLES[pair[1]])
+    if _native is not None:
+        _native_apply_copies(arrays, plan.hyper, plan.rows)
+    else:
+        _numpy_apply(arrays[0], arrays[1], arrays[2], arrays[3], arrays[4], plan.hyper, plan.rows)
+
+
+def _many_overlap_error(count: int, flat_index_a: int, flat_index_b: int) -> ValueError:
+    role_a, index_a = divmod(flat_index_a, count)
+    role_b, index_b = divmod(flat_index_b, count)
+    return overlap_error(f"{_MANY_ROLES[role_a]}[{index_a}]", f"{_MANY_ROLES[role_b]}[{index_b}]")
+
+
+def execute_many(plan: ManyPlan) -> None:
+    """Apply one update to each of K quintuples of arrays, in place, as one call."""
+    lists = (plan.vars, plan.ms, plan.vs, plan.vhats, plan.grads)
+    count = len(plan.vars)
+    if count == 0:
+        return
+    if _native is not None and all(_contiguous(items) for items in lists):
+        found = _native.apply_many(*lists, plan.hyper)
+        if found is not None:
+            index_a, role_a, index_b, role_b = found
+            raise _many_overlap_error(count, role_a * count + index_a, role_b * count + index_b)
+        return
+    flat = [array for items in lists for array in items]
+    pair = find_overlap(flat)
+    if pair is not None:
+        raise _many_overlap_error(count, *pair)
+    for i in range(count):
+        arrays = [items[i] for items in lists]
+        if arrays[0].size == 0:
+            continue
+        if _native is not None:
+            _native_apply_copies(arrays, plan.hyper, 1)
+        else:
+            _numpy_apply(arrays[0], arrays[1], arrays[2], arrays[3], arrays[4], plan.hyper, 1)
+
+
+def default_threads_from_env() -> int | None:
+    """The thread count asked for by ``AMSGRAD_NUM_THREADS``, or None when unset or invalid."""
+    text = os.environ.get("AMSGRAD_NUM_THREADS", "")
+    return int(text) if text.isdigit() and int(text) > 0 else None
+
+
+if _native is None and default_threads_from_env() is not None:
+    _fallback_threads = default_threads_from_env() or 1

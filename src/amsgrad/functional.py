@@ -1,0 +1,89 @@
+"""The functional NumPy API: the operator on NumPy arrays, updated in place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from amsgrad import _contract, _kernel
+
+__all__ = ["apply_adam_with_amsgrad_v2", "apply_adam_with_amsgrad_v2_many"]
+
+
+def apply_adam_with_amsgrad_v2(
+    var: np.ndarray,
+    m: np.ndarray,
+    v: np.ndarray,
+    vhat: np.ndarray,
+    beta1_power: Any,
+    beta2_power: Any,
+    lr: Any,
+    beta1: Any,
+    beta2: Any,
+    epsilon: Any,
+    grad: np.ndarray,
+    *,
+    use_locking: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One AMSGrad step of MindSpore's ApplyAdamWithAmsgradV2, in place; returns (var, m, v, vhat).
+
+    var, m, v, vhat: writeable arrays of one dtype (float16, float32 or float64) and shape.
+    grad: an array of var's shape (lower-precision float, int and bool dtypes are converted).
+    Hyper-parameters: Python or NumPy scalars (floats rounded through float32), single-element
+    arrays, or arrays whose shape is a leading prefix of var's shape (one value per row).
+    use_locking: when True, calls on the same var are serialized by a per-variable lock.
+
+    Raises TypeError, :class:`amsgrad.DtypeConversionError` or ValueError naming the argument;
+    nothing is written when it raises. The result is bit-exact to MindSpore 2.10 CPU.
+    """
+    locking = _contract.check_use_locking(use_locking)
+    plan = _contract.resolve(
+        var, m, v, vhat, beta1_power, beta2_power, lr, beta1, beta2, epsilon, grad
+    )
+    if locking:
+        with _contract.lock_for(var):
+            _kernel.execute(plan)
+    else:
+        _kernel.execute(plan)
+    return var, m, v, vhat
+
+
+def apply_adam_with_amsgrad_v2_many(
+    vars: list[np.ndarray],
+    ms: list[np.ndarray],
+    vs: list[np.ndarray],
+    vhats: list[np.ndarray],
+    beta1_power: Any,
+    beta2_power: Any,
+    lr: Any,
+    beta1: Any,
+    beta2: Any,
+    epsilon: Any,
+    grads: list[np.ndarray],
+    *,
+    use_locking: bool = False,
+) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """The operator on lists of arrays (each its own shape, all one dtype) in one call.
+
+    Equivalent to calling :func:`apply_adam_with_amsgrad_v2` on each quintuple with the same
+    scalar hyper-parameters, with one argument check and one pass into the native kernel. Every
+    list is checked before any array is written. With ``use_locking``, the locks of all vars are
+    taken (in a fixed order) for the whole call. Returns (vars, ms, vs, vhats).
+    """
+    locking = _contract.check_use_locking(use_locking)
+    plan = _contract.resolve_many(
+        vars, ms, vs, vhats, beta1_power, beta2_power, lr, beta1, beta2, epsilon, grads
+    )
+    if locking:
+        locks = sorted({id(lock): lock for lock in map(_contract.lock_for, plan.vars)}.items())
+        for _, lock in locks:
+            lock.acquire()
+        try:
+            _kernel.execute_many(plan)
+        finally:
+            for _, lock in reversed(locks):
+                lock.release()
+    else:
+        _kernel.execute_many(plan)
+    return vars, ms, vs, vhats

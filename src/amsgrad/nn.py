@@ -1,0 +1,5 @@
+"""MindSpore-style ``nn`` namespace: ``import amsgrad.nn as nn; class Net(nn.Cell): ...``."""
+
+from amsgrad.compat import Cell
+
+__all__ = ["Cell"]
