@@ -35,7 +35,7 @@ def _assert_one_line_error(err: str) -> None:
     assert "Traceback" not in err
     lines = err.strip("\n").split("\n")
     assert len(lines) == 1, err
-    assert lines[0].startswith("amsgrad: error: "), err
+    assert lines[0].startswith(("amsgrad: error: ", "amsgrad bench: error: ")), err
 
 
 # --------------------------------------------------------------------------- demo
@@ -233,6 +233,9 @@ def test_reddi2018_library_rejects_bad_settings():
         ["reproduce", "reddi2018", "--epsilon", "nan"],
         ["reproduce", "reddi2018", "--out", "/no/such/folder/x.png"],
         ["reproduce", "reddi2018", "--unknown-option"],
+        ["bench", "--bogus"],
+        ["bench", "--sizes", "x"],
+        ["bench", "--threads", "0"],
     ],
 )
 def test_usage_errors_are_one_line_and_status_2(capsys, argv):

@@ -103,3 +103,38 @@ def test_many_refuses_batched_hyper_parameters_and_non_lists():
     with pytest.raises(TypeError, match="vars"):
         amsgrad.apply_adam_with_amsgrad_v2_many(lists[0][0], *lists[1:4], *HYPER, lists[4])
     assert amsgrad.apply_adam_with_amsgrad_v2_many([], [], [], [], *HYPER, []) == ([], [], [], [])
+
+
+class _Tagged(np.ndarray):
+    """An ndarray subclass: the unchecked native path must leave it to the checked one."""
+
+
+@pytest.mark.parametrize(
+    ("mutate", "error", "pattern"),
+    [
+        # same number of elements, another shape: only a shape check tells them apart
+        (lambda L: L[1].__setitem__(1, L[1][1].reshape(5, 4).copy()), ValueError, r"ms\[1\]"),
+        (lambda L: L[4].__setitem__(1, L[4][1].reshape(20).copy()), ValueError, r"grads\[1\]"),
+        (lambda L: L[3].__setitem__(0, [0.0, 0.0, 0.0]), TypeError, r"vhats\[0\]"),
+        (lambda L: L[2].__setitem__(1, np.repeat(L[2][1], 2, axis=1)[:, ::2]), None, None),
+        (lambda L: L[0].__setitem__(0, L[0][0].view(_Tagged)), None, None),
+    ],
+)
+def test_unchecked_fast_path_falls_back(mutate, error, pattern):
+    tensors = _tensors([(3,), (4, 5)], np.float32, seed=3)
+    lists = _lists(tensors)
+    mutate(lists)
+    before = [[np.array(a, copy=True) for a in items] for items in lists]
+    if error is not None:
+        with pytest.raises(error, match=pattern):
+            amsgrad.apply_adam_with_amsgrad_v2_many(*lists[:4], *HYPER, lists[4])
+        for items, saved in zip(lists, before, strict=True):
+            for a, b in zip(items, saved, strict=True):
+                assert_bits_equal(np.asarray(a), b)
+        return
+    amsgrad.apply_adam_with_amsgrad_v2_many(*lists[:4], *HYPER, lists[4])
+    for i, saved in enumerate(zip(*before, strict=True)):
+        want = [a.copy() for a in saved]
+        amsgrad.apply_adam_with_amsgrad_v2(*want[:4], *HYPER, want[4])
+        for a, b in zip([items[i] for items in lists[:4]], want[:4], strict=True):
+            assert_bits_equal(np.asarray(a), b)

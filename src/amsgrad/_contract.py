@@ -36,6 +36,7 @@ __all__ = [
     "Plan",
     "ScalarRangeError",
     "check_use_locking",
+    "fast_hyper",
     "find_overlap",
     "lock_for",
     "overlap_error",
@@ -306,7 +307,7 @@ def _hyper_table(values: Sequence[np.ndarray], shape: tuple[int, ...]) -> tuple[
     return table, rows
 
 
-def _fast_hyper(values: Sequence[Any], dtype: np.dtype) -> np.ndarray | None:
+def fast_hyper(values: Sequence[Any], dtype: np.dtype) -> np.ndarray | None:
     """The common case, six Python floats in float32 range: one conversion for all of them."""
     for value in values:
         if type(value) is not float or not -_F32_OVERFLOW < value < _F32_OVERFLOW:
@@ -342,7 +343,7 @@ def resolve(
     _check_state("v", v, dtype, shape)
     _check_state("vhat", vhat, dtype, shape)
     hypers = (beta1_power, beta2_power, lr, beta1, beta2, epsilon)
-    table = _fast_hyper(hypers, dtype)
+    table = fast_hyper(hypers, dtype)
     rows = 1
     if table is None:
         values = [
@@ -419,7 +420,7 @@ def resolve_many(
         _check_state("vars[0]", var_list[0], None, None)
         dtype = var_list[0].dtype
     hypers = (beta1_power, beta2_power, lr, beta1, beta2, epsilon)
-    table = _fast_hyper(hypers, dtype)
+    table = fast_hyper(hypers, dtype)
     if table is None:
         values = []
         for name, value in zip(HYPER_NAMES, hypers, strict=True):

@@ -19,6 +19,7 @@ from amsgrad._contract import (
     ARRAY_ROLES,
     ManyPlan,
     Plan,
+    fast_hyper,
     find_overlap,
     overlap_error,
 )
@@ -31,6 +32,7 @@ except ImportError:  # no compiler at install time: the NumPy path runs
 
 __all__ = ["backend", "execute", "execute_many", "get_num_threads", "set_num_threads"]
 
+_FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 _MANY_ROLES = ("vars", "ms", "vs", "vhats", "grads")
 _fallback_threads = 1
 
@@ -122,6 +124,32 @@ def _many_overlap_error(count: int, flat_index_a: int, flat_index_b: int) -> Val
     role_a, index_a = divmod(flat_index_a, count)
     role_b, index_b = divmod(flat_index_b, count)
     return overlap_error(f"{_MANY_ROLES[role_a]}[{index_a}]", f"{_MANY_ROLES[role_b]}[{index_b}]")
+
+
+def try_many_unchecked(
+    lists: Sequence[Any], hypers: Sequence[Any]
+) -> bool:
+    """The common multi-tensor call in one native pass, or False to take the checked path.
+
+    Taken when the native kernel is built, the six hyper-parameters are Python floats and every
+    item is an ndarray of vars[0]'s float dtype, C-contiguous, writeable (but grads), of its
+    var's shape and sharing no memory with another. The kernel verifies all of that before it
+    writes anything; on any doubt it writes nothing and the caller runs :func:`resolve_many`
+    for the precise error (or the general path).
+    """
+    if _native is None or not all(type(items) in (list, tuple) for items in lists):
+        return False
+    vars_ = lists[0]
+    if not vars_ or type(vars_[0]) is not np.ndarray or vars_[0].dtype not in _FLOAT_DTYPES:
+        return False
+    table = fast_hyper(hypers, vars_[0].dtype)
+    if table is None:
+        return False
+    try:
+        found = _native.apply_many(*lists, table, np.ndarray)
+    except (TypeError, ValueError, BufferError):
+        return False
+    return found is None
 
 
 def execute_many(plan: ManyPlan) -> None:

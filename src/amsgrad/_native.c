@@ -466,6 +466,41 @@ AMS_TGT static void k_f16_avx2(void *x_, void *m_, void *v_, void *vh_, const vo
     }
 }
 
+/* float16 with AVX-512F: the same operations on 16 lanes (vcvtps2ph/vcvtph2ps on zmm are part of
+ * AVX-512F). Where 512-bit units are full width this halves the cost of the roundings, which bound
+ * the float16 update. The tail (fewer than 16 elements) goes to the AVX2 kernel. */
+#define AMS_TGT512 __attribute__((target("avx512f,avx2,f16c")))
+#define RH16(a) _mm512_cvtph_ps(_mm512_cvtps_ph((a), _MM_FROUND_TO_NEAREST_INT))
+#define LDH16(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(p)))
+#define STH16(p, a) \
+    _mm256_storeu_si256((__m256i *)(void *)(p), _mm512_cvtps_ph((a), _MM_FROUND_TO_NEAREST_INT))
+
+AMS_TGT512 static void k_f16_avx512(void *x_, void *m_, void *v_, void *vh_, const void *g_, size_t n,
+                                    const consts_t *c) {
+    uint16_t *Xp = (uint16_t *)x_, *Mp = (uint16_t *)m_, *Vp = (uint16_t *)v_;
+    uint16_t *Hp = (uint16_t *)vh_;
+    const uint16_t *Gp = (const uint16_t *)g_;
+    const __m512 lrt = _mm512_set1_ps((float)c->lrt), c1 = _mm512_set1_ps((float)c->c1);
+    const __m512 c2 = _mm512_set1_ps((float)c->c2), eps = _mm512_set1_ps((float)c->eps);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 G = LDH16(Gp + i), M = LDH16(Mp + i), V = LDH16(Vp + i), H = LDH16(Hp + i);
+        __m512 X = LDH16(Xp + i);
+        M = RH16(_mm512_add_ps(M, RH16(_mm512_mul_ps(RH16(_mm512_sub_ps(G, M)), c1))));
+        V = RH16(_mm512_add_ps(
+            V, RH16(_mm512_mul_ps(RH16(_mm512_sub_ps(RH16(_mm512_mul_ps(G, G)), V)), c2))));
+        H = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(H, V, _CMP_LT_OQ), H, V);
+        __m512 den = RH16(_mm512_add_ps(RH16(_mm512_sqrt_ps(H)), eps));
+        __m512 q = RH16(_mm512_div_ps(RH16(_mm512_mul_ps(lrt, M)), den));
+        X = _mm512_sub_ps(X, q); /* rounded by the store */
+        STH16(Mp + i, M);
+        STH16(Vp + i, V);
+        STH16(Hp + i, H);
+        STH16(Xp + i, X);
+    }
+    if (i < n) k_f16_avx2(Xp + i, Mp + i, Vp + i, Hp + i, Gp + i, n - i, c);
+}
+
 /* Roofline with the vector width of the update: 32 bytes a vector for float32/float64 (one
  * vector of 8 floats or 4 doubles), 16 bytes for float16 (8 halves), unrolled the same way. */
 AMS_TGT static void r_avx2_32(void *a_, void *b_, void *c_, void *d_, const void *e_, size_t nb) {
@@ -512,7 +547,7 @@ AMS_TGT static void r_avx2_16(void *a_, void *b_, void *c_, void *d_, const void
 /* ------------------------------------------------------------------------------------------ */
 /* Dispatch                                                                                    */
 
-static int g_simd = 0; /* 1: avx2+f16c */
+static int g_simd = 0; /* 1: avx2+f16c, 2: the same with AVX-512F for float16 */
 static kernel_fn g_kern[3] = {k_f16_port, k_f32_port, k_f64_port};
 static int g_num_threads = 1;
 
@@ -946,12 +981,31 @@ static void sort_ivals(ival_t *a, ival_t *tmp, size_t n) {
     if (src != a) memcpy(a, src, n * sizeof *a);
 }
 
+static int same_shape(const Py_buffer *a, const Py_buffer *b) {
+    if (a->ndim != b->ndim) return 0;
+    for (int k = 0; k < a->ndim; k++)
+        if (a->shape[k] != b->shape[k]) return 0;
+    return 1;
+}
+
 static PyObject *py_apply_many(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
     static const char *const list_names[5] = {"vars", "ms", "vs", "vhats", "grads"};
-    if (nargs != 6) {
-        PyErr_Format(PyExc_TypeError, "apply_many() takes 6 arguments (vars, ms, vs, vhats, grads, hyper), got %zd", nargs);
+    if (nargs != 6 && nargs != 7) {
+        PyErr_Format(PyExc_TypeError,
+                     "apply_many() takes 6 or 7 arguments (vars, ms, vs, vhats, grads, hyper[, exact_type]), got %zd",
+                     nargs);
         return NULL;
+    }
+    /* exact_type: when given, every item must be of exactly this type (NumPy's ndarray) and have
+       the shape of vars[i], not only its length: the caller then needs no per-item checks. */
+    PyTypeObject *exact = NULL;
+    if (nargs == 7 && args[6] != Py_None) {
+        if (!PyType_Check(args[6])) {
+            PyErr_SetString(PyExc_TypeError, "exact_type must be a type");
+            return NULL;
+        }
+        exact = (PyTypeObject *)args[6];
     }
     PyObject *seq[5] = {NULL, NULL, NULL, NULL, NULL};
     PyObject *result = NULL;
@@ -1013,6 +1067,11 @@ static PyObject *py_apply_many(PyObject *self, PyObject *const *args, Py_ssize_t
         Py_ssize_t len0 = 0;
         for (int r = 0; r < 5; r++) {
             Py_buffer *vb = &bufs[5 * (size_t)i + r];
+            if (exact && Py_TYPE(items[r][i]) != exact) {
+                PyErr_Format(PyExc_TypeError, "%s[%zd]: expected %.100s, got %.100s", list_names[r], i,
+                             exact->tp_name, Py_TYPE(items[r][i])->tp_name);
+                goto done;
+            }
             int d = get_buf(items[r][i], vb, r < 4, role_names[r]);
             if (d < 0) {
                 PyObject *et, *ev, *tb;
@@ -1033,7 +1092,10 @@ static PyObject *py_apply_many(PyObject *self, PyObject *const *args, Py_ssize_t
                 goto done;
             }
             if (r == 0) len0 = vb->len;
-            else if (vb->len != len0) {
+            else if (exact && !same_shape(vb, &bufs[5 * (size_t)i])) {
+                PyErr_Format(PyExc_ValueError, "%s[%zd]: shape differs from vars[%zd]'s", list_names[r], i, i);
+                goto done;
+            } else if (vb->len != len0) {
                 PyErr_Format(PyExc_ValueError, "%s[%zd] has %zd elements, vars[%zd] has %zd",
                              list_names[r], i, vb->len / (Py_ssize_t)isz, i, len0 / (Py_ssize_t)isz);
                 goto done;
@@ -1125,7 +1187,7 @@ static PyObject *py_get_num_threads(PyObject *self, PyObject *unused) {
 static PyObject *py_simd(PyObject *self, PyObject *unused) {
     (void)self;
     (void)unused;
-    return PyUnicode_FromString(g_simd ? "avx2+f16c" : "portable");
+    return PyUnicode_FromString(g_simd == 2 ? "avx512f+avx2+f16c" : g_simd ? "avx2+f16c" : "portable");
 }
 
 static int default_threads(void) {
@@ -1163,6 +1225,10 @@ static void choose_simd(void) {
         g_kern[DT_F16] = k_f16_avx2;
         g_kern[DT_F32] = k_f32_avx2;
         g_kern[DT_F64] = k_f64_avx2;
+        if (!(env && strcmp(env, "avx2") == 0) && __builtin_cpu_supports("avx512f")) {
+            g_simd = 2;
+            g_kern[DT_F16] = k_f16_avx512;
+        }
         return;
     }
 #endif

@@ -46,7 +46,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 __all__ = ["main"]
 
@@ -766,8 +766,15 @@ def _parse_many(text: str) -> tuple[int, int] | None:
     return tensors, size
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """Errors as one line on stderr and exit status 2, without the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="amsgrad bench",
         description="Time amsgrad's ApplyAdamWithAmsgradV2 kernel against NumPy, PyTorch, "
         "TensorFlow, JAX/optax, MindSpore and the memory roofline; write results.md, "

@@ -72,6 +72,10 @@ def apply_adam_with_amsgrad_v2_many(
     taken (in a fixed order) for the whole call. Returns (vars, ms, vs, vhats).
     """
     locking = _contract.check_use_locking(use_locking)
+    if not locking and _kernel.try_many_unchecked(
+        (vars, ms, vs, vhats, grads), (beta1_power, beta2_power, lr, beta1, beta2, epsilon)
+    ):
+        return vars, ms, vs, vhats
     plan = _contract.resolve_many(
         vars, ms, vs, vhats, beta1_power, beta2_power, lr, beta1, beta2, epsilon, grads
     )
