@@ -126,9 +126,7 @@ def _many_overlap_error(count: int, flat_index_a: int, flat_index_b: int) -> Val
     return overlap_error(f"{_MANY_ROLES[role_a]}[{index_a}]", f"{_MANY_ROLES[role_b]}[{index_b}]")
 
 
-def try_many_unchecked(
-    lists: Sequence[Any], hypers: Sequence[Any]
-) -> bool:
+def try_many_unchecked(lists: Sequence[Any], hypers: Sequence[Any]) -> bool:
     """The common multi-tensor call in one native pass, or False to take the checked path.
 
     Taken when the native kernel is built, the six hyper-parameters are Python floats and every

@@ -483,16 +483,37 @@ AMS_TGT512 static void k_f16_avx512(void *x_, void *m_, void *v_, void *vh_, con
     const __m512 lrt = _mm512_set1_ps((float)c->lrt), c1 = _mm512_set1_ps((float)c->c1);
     const __m512 c2 = _mm512_set1_ps((float)c->c2), eps = _mm512_set1_ps((float)c->eps);
     size_t i = 0;
+#define F16_BODY16(X, M, V, H, G)                                                              \
+    do {                                                                                       \
+        (M) = RH16(_mm512_add_ps((M), RH16(_mm512_mul_ps(RH16(_mm512_sub_ps((G), (M))), c1)))); \
+        (V) = RH16(_mm512_add_ps(                                                              \
+            (V), RH16(_mm512_mul_ps(RH16(_mm512_sub_ps(RH16(_mm512_mul_ps((G), (G))), (V))),    \
+                                    c2))));                                                    \
+        (H) = _mm512_mask_blend_ps(_mm512_cmp_ps_mask((H), (V), _CMP_LT_OQ), (H), (V));        \
+        __m512 den_ = RH16(_mm512_add_ps(RH16(_mm512_sqrt_ps(H)), eps));                       \
+        __m512 q_ = RH16(_mm512_div_ps(RH16(_mm512_mul_ps(lrt, (M))), den_));                  \
+        (X) = _mm512_sub_ps((X), q_); /* rounded by the store */                               \
+    } while (0)
+    for (; i + 32 <= n; i += 32) { /* two independent vectors: more work in flight */
+        __m512 G0 = LDH16(Gp + i), M0 = LDH16(Mp + i), V0 = LDH16(Vp + i), H0 = LDH16(Hp + i);
+        __m512 X0 = LDH16(Xp + i);
+        __m512 G1 = LDH16(Gp + i + 16), M1 = LDH16(Mp + i + 16), V1 = LDH16(Vp + i + 16);
+        __m512 H1 = LDH16(Hp + i + 16), X1 = LDH16(Xp + i + 16);
+        F16_BODY16(X0, M0, V0, H0, G0);
+        F16_BODY16(X1, M1, V1, H1, G1);
+        STH16(Mp + i, M0);
+        STH16(Vp + i, V0);
+        STH16(Hp + i, H0);
+        STH16(Xp + i, X0);
+        STH16(Mp + i + 16, M1);
+        STH16(Vp + i + 16, V1);
+        STH16(Hp + i + 16, H1);
+        STH16(Xp + i + 16, X1);
+    }
     for (; i + 16 <= n; i += 16) {
         __m512 G = LDH16(Gp + i), M = LDH16(Mp + i), V = LDH16(Vp + i), H = LDH16(Hp + i);
         __m512 X = LDH16(Xp + i);
-        M = RH16(_mm512_add_ps(M, RH16(_mm512_mul_ps(RH16(_mm512_sub_ps(G, M)), c1))));
-        V = RH16(_mm512_add_ps(
-            V, RH16(_mm512_mul_ps(RH16(_mm512_sub_ps(RH16(_mm512_mul_ps(G, G)), V)), c2))));
-        H = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(H, V, _CMP_LT_OQ), H, V);
-        __m512 den = RH16(_mm512_add_ps(RH16(_mm512_sqrt_ps(H)), eps));
-        __m512 q = RH16(_mm512_div_ps(RH16(_mm512_mul_ps(lrt, M)), den));
-        X = _mm512_sub_ps(X, q); /* rounded by the store */
+        F16_BODY16(X, M, V, H, G);
         STH16(Mp + i, M);
         STH16(Vp + i, V);
         STH16(Hp + i, H);

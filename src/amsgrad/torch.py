@@ -309,8 +309,9 @@ class AMSGradV2(torch.optim.Optimizer):
             [_local(state["m"]).numpy() for state in states],
             [_local(state["v"]).numpy() for state in states],
             [_local(state["vhat"]).numpy() for state in states],
-            beta1_power,
-            beta2_power,
+            # Python floats of the same float32 values: the same bits, and the kernel's fast path
+            float(beta1_power),
+            float(beta2_power),
             _scalar(group["lr"]),
             _scalar(beta1),
             _scalar(beta2),
