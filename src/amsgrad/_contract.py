@@ -199,6 +199,31 @@ def _check_state(
         raise ValueError(f"{_label(name)}: expected var's shape {shape}, got shape {array.shape}")
     if not array.flags.writeable:
         raise ValueError(f"{_label(name)}: the array is read-only; the update writes it in place")
+    if not array.flags.c_contiguous and _may_overlap_itself(array):
+        raise ValueError(
+            f"{_label(name)}: its elements overlap in memory (strides {array.strides} for shape "
+            f"{array.shape}); the update writes every element, so each must have its own memory"
+        )
+
+
+def _may_overlap_itself(array: np.ndarray) -> bool:
+    """True unless the strides prove that no two elements share memory.
+
+    Axes of length > 1, taken by increasing absolute stride, must each step over everything the
+    smaller ones span. Layouts that interleave without overlapping fail this test too; no
+    ordinary slicing of an array produces one.
+    """
+    if array.size <= 1:
+        return False
+    span = array.itemsize
+    for length, stride in sorted(
+        ((n, abs(s)) for n, s in zip(array.shape, array.strides, strict=True) if n > 1),
+        key=lambda axis: axis[1],
+    ):
+        if stride < span:
+            return True
+        span = stride * (length - 1) + span
+    return False
 
 
 def _tensor_kind_ok(dtype: np.dtype) -> bool:

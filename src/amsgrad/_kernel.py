@@ -92,8 +92,37 @@ def _numpy_apply(
         np.copyto(target, value.reshape(shape))
 
 
+# Strided (non-contiguous) arrays are copied to contiguous blocks of about this many elements,
+# cut along axis 0, so that the extra memory stays bounded whatever the size of the arrays.
+COPY_BLOCK_ELEMENTS = 1 << 20
+
+
 def _native_apply_copies(arrays: Sequence[np.ndarray], hyper: np.ndarray, rows: int) -> None:
-    """Run the native kernel on contiguous copies of strided arrays, then write them back."""
+    """Run the native kernel on contiguous copies of strided arrays, block by block along axis 0.
+
+    Extra memory: five blocks of at most ``max(COPY_BLOCK_ELEMENTS, var.size // var.shape[0])``
+    elements. A block of axis-0 indices ``[start, stop)`` holds whole rows of the hyper table
+    (rows are a leading prefix of the shape), so each block gets its own columns of it.
+    """
+    var = arrays[0]
+    if var.ndim == 0 or var.size <= COPY_BLOCK_ELEMENTS:
+        _native_apply_block(arrays, hyper, rows)
+        return
+    lead = var.shape[0]
+    per_index = var.size // lead
+    step = max(1, COPY_BLOCK_ELEMENTS // per_index)
+    rows_per_index = rows // lead
+    for start in range(0, lead, step):
+        stop = min(start + step, lead)
+        block = [array[start:stop] for array in arrays]
+        if rows == 1:
+            _native_apply_block(block, hyper, 1)
+        else:
+            columns = np.ascontiguousarray(hyper[:, start * rows_per_index : stop * rows_per_index])
+            _native_apply_block(block, columns, (stop - start) * rows_per_index)
+
+
+def _native_apply_block(arrays: Sequence[np.ndarray], hyper: np.ndarray, rows: int) -> None:
     work = [np.ascontiguousarray(array) for array in arrays]
     _native.apply(*work, hyper, rows)
     for target, value in zip(arrays[:4], work[:4], strict=True):
