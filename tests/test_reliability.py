@@ -87,9 +87,8 @@ def test_state_whose_elements_overlap_is_refused():
     # updated element by element: ValueError naming it, nothing written.
     start = [np.array([x], np.float32) for x in (0.5, 0.1, 0.2, 0.15)]
     before = [a.copy() for a in start]
-    views = [a for a in start]
-    views[2] = as_strided(start[2], shape=(5,), strides=(0,), writeable=True)
-    shaped = [np.broadcast_to(a, (5,)).copy() if k != 2 else views[2] for k, a in enumerate(start)]
+    shaped = [np.repeat(a, 5) for a in start]
+    shaped[2] = as_strided(start[2], shape=(5,), strides=(0,), writeable=True)  # v: one float
     with pytest.raises(ValueError, match=r"^v \(the 3rd input\): its elements overlap"):
         amsgrad.apply_adam_with_amsgrad_v2(*shaped, *HYPER, np.ones(5, np.float32))
     for got, want in zip(start, before, strict=True):

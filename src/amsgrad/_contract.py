@@ -293,6 +293,8 @@ def scalar_to_dtype(name: str, value: Any, dtype: np.dtype) -> np.ndarray:
         return np.asarray(1 if value else 0, dtype=dtype)
     if isinstance(value, (int, np.integer)):
         return _integer_to_dtype(name, int(value), dtype)
+    if type(value) is float and -_F32_OVERFLOW < value < _F32_OVERFLOW:
+        return np.asarray(np.float32(value), dtype=dtype)  # the common case, no overflow
     if isinstance(value, (float, np.floating)):
         with np.errstate(over="ignore"):
             return np.asarray(value).astype(np.float32).astype(dtype)
@@ -327,8 +329,13 @@ def _hyper_table(values: Sequence[np.ndarray], shape: tuple[int, ...]) -> tuple[
     rows = int(np.prod(rows_shape, dtype=np.int64))
     table = np.empty((6, rows), dtype=values[0].dtype)
     for k, value in enumerate(values):
-        padded = value.reshape(value.shape + (1,) * (depth - value.ndim))
-        table[k] = np.broadcast_to(padded, rows_shape).reshape(rows)
+        if value.ndim == 0:
+            table[k] = value
+        elif value.ndim == depth:
+            table[k] = value.reshape(rows)
+        else:
+            padded = value.reshape(value.shape + (1,) * (depth - value.ndim))
+            table[k] = np.broadcast_to(padded, rows_shape).reshape(rows)
     return table, rows
 
 
