@@ -340,7 +340,12 @@ def _hyper_table(values: Sequence[np.ndarray], shape: tuple[int, ...]) -> tuple[
 
 
 def fast_hyper(values: Sequence[Any], dtype: np.dtype) -> np.ndarray | None:
-    """The common case, six Python floats in float32 range: one conversion for all of them."""
+    """The common case, six Python floats in float32 range: one conversion for all of them.
+
+    None when a value is anything else or ``dtype`` is not a state dtype (float16/32/64).
+    """
+    if dtype not in _FLOAT_RANK:
+        return None
     for value in values:
         if type(value) is not float or not -_F32_OVERFLOW < value < _F32_OVERFLOW:
             return None

@@ -32,7 +32,6 @@ except ImportError:  # no compiler at install time: the NumPy path runs
 
 __all__ = ["backend", "execute", "execute_many", "get_num_threads", "set_num_threads"]
 
-_FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 _MANY_ROLES = ("vars", "ms", "vs", "vhats", "grads")
 _fallback_threads = 1
 
@@ -167,7 +166,7 @@ def try_many_unchecked(lists: Sequence[Any], hypers: Sequence[Any]) -> bool:
     if _native is None or not all(type(items) in (list, tuple) for items in lists):
         return False
     vars_ = lists[0]
-    if not vars_ or type(vars_[0]) is not np.ndarray or vars_[0].dtype not in _FLOAT_DTYPES:
+    if not vars_ or type(vars_[0]) is not np.ndarray:
         return False
     table = fast_hyper(hypers, vars_[0].dtype)
     if table is None:
