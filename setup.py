@@ -38,8 +38,8 @@ class BuildExt(build_ext):
 setup(
     ext_modules=[
         Extension(
-            "amsgrad._native",
-            ["src/amsgrad/_native.c"],
+            "amsgrad.core._native",
+            ["src/amsgrad/core/native/module.c"],
             extra_compile_args=UNIX_COMPILE_ARGS,
             extra_link_args=UNIX_LINK_ARGS,
             optional=True,

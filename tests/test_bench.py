@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from amsgrad import bench
+from amsgrad.apps import bench
 
 
 def test_quick_run_writes_results(tmp_path: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import os
@@ -14,15 +13,14 @@ import numpy as np
 import pytest
 
 import amsgrad
-from amsgrad import cli, demo, reddi2018
-from amsgrad._progress import Progress
+from amsgrad.apps import cli, demo, reddi2018
+from amsgrad.apps.progress import Progress
 
 PUBLISHED_LINES = ("[[0.19886853 0.1985858 ]", " [0.19853032 0.19849943]]")
 SMALL_ONLINE = [
     "reproduce", "reddi2018", "--steps", "10000", "--alphas", "0.5", "--form", "online",
     "--trajectories", "4",
 ]  # fmt: skip
-HAS_BENCH = importlib.util.find_spec("amsgrad.bench") is not None
 
 
 def _run(capsys, argv):
@@ -305,16 +303,6 @@ def test_version(capsys):
 # --------------------------------------------------------------------------- bench
 
 
-def test_bench_missing_module_is_one_line(capsys, monkeypatch):
-    monkeypatch.delattr(amsgrad, "bench", raising=False)
-    monkeypatch.setitem(sys.modules, "amsgrad.bench", None)
-    status, out, err = _run(capsys, ["bench", "--quick"])
-    assert status == 1
-    assert out == ""
-    _assert_one_line_error(err)
-    assert "amsgrad.bench" in err
-
-
 def test_bench_forwards_its_options(capsys, monkeypatch):
     seen = []
 
@@ -324,21 +312,19 @@ def test_bench_forwards_its_options(capsys, monkeypatch):
             seen.append(argv)
             return 3
 
-    monkeypatch.setattr(amsgrad, "bench", FakeBench, raising=False)
-    monkeypatch.setitem(sys.modules, "amsgrad.bench", FakeBench)
+    monkeypatch.setattr(amsgrad.apps, "bench", FakeBench)
+    monkeypatch.setitem(sys.modules, "amsgrad.apps.bench", FakeBench)
     status, _, _ = _run(capsys, ["bench", "--quick", "--out", "somewhere"])
     assert status == 3
     assert seen == [["--quick", "--out", "somewhere"]]
 
 
-@pytest.mark.skipif(not HAS_BENCH, reason="amsgrad.bench is not in this tree")
 def test_bench_help_is_its_own(capsys):
     status, out, _ = _run(capsys, ["bench", "--help"])
     assert status == 0
     assert "usage: amsgrad bench" in out and "--quick" in out
 
 
-@pytest.mark.skipif(not HAS_BENCH, reason="amsgrad.bench is not in this tree")
 def test_bench_tiny_run(capsys, tmp_path):
     argv = ["bench", "--quick", "--sizes", "1e3", "--peers", "amsgrad", "--many", "none",
             "--no-plot", "--out", str(tmp_path)]  # fmt: skip
@@ -349,7 +335,6 @@ def test_bench_tiny_run(capsys, tmp_path):
     assert report["results"]
 
 
-@pytest.mark.skipif(not HAS_BENCH, reason="amsgrad.bench is not in this tree")
 def test_bench_bad_option_status_2(capsys):
     status, _, err = _run(capsys, ["bench", "--no-such-option"])
     assert status == 2

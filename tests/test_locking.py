@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import amsgrad
-from amsgrad._contract import lock_for
+from amsgrad.core.contract import lock_for
 from conftest import assert_bits_equal
 
 HYPER = (0.9, 0.999, 1e-3, 0.9, 0.999, 1e-8)

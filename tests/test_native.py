@@ -1,4 +1,4 @@
-"""Low-level tests of the compiled kernel ``amsgrad._native`` against ``amsgrad._reference.step``.
+"""Low-level tests of the native kernel ``amsgrad.core._native`` against the reference maths.
 
 Everything is compared bit for bit (any NaN equals any NaN). The CI always builds the extension,
 so it is imported directly. The portable (non-SIMD) code path is exercised in subprocesses with
@@ -17,8 +17,8 @@ import threading
 import numpy as np
 import pytest
 
-from amsgrad import _native
-from amsgrad._reference import step
+from amsgrad.core import _native
+from amsgrad.core.reference import step
 
 DTYPES = (np.float16, np.float32, np.float64)
 SIZES = (0, 1, 7, 8, 15, 16, 17, 31, 33, 1000, 4097, 300000, 600_001)
@@ -364,7 +364,7 @@ def run_python(code: str, **env: str) -> str:
 
 
 def test_default_num_threads_from_environment():
-    code = "from amsgrad import _native; print(_native.get_num_threads())"
+    code = "from amsgrad.core import _native; print(_native.get_num_threads())"
     assert run_python(code, AMSGRAD_NUM_THREADS="3") == "3"
     available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     for bad in ("0", "-2", "abc", ""):
@@ -687,7 +687,7 @@ PORTABLE_SCRIPT = """
 import numpy as np, sys
 sys.path.insert(0, {tests!r})
 import test_native as t
-from amsgrad import _native
+from amsgrad.core import _native
 assert _native.simd() == {expect!r}, _native.simd()
 _native.set_num_threads(3)
 rng = np.random.default_rng(0)

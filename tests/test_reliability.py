@@ -10,7 +10,7 @@ import pytest
 from numpy.lib.stride_tricks import as_strided
 
 import amsgrad
-from amsgrad import _kernel
+from amsgrad.core import kernel as _kernel
 from conftest import assert_bits_equal
 
 HYPER = (0.9, 0.999, 1e-3, 0.9, 0.999, 1e-8)

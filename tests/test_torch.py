@@ -14,7 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import amsgrad  # noqa: E402
-from amsgrad.torch import AMSGradV2, _sqrt64, _torch_scalars, torch_update  # noqa: E402
+from amsgrad.adapters.torch import AMSGradV2, _sqrt64, _torch_scalars, torch_update  # noqa: E402
 from conftest import assert_bits_equal, bits_equal  # noqa: E402
 
 DTYPES = [torch.float16, torch.float32, torch.float64]
@@ -604,7 +604,7 @@ def test_convergence_next_to_torch_adam_amsgrad():
 
 def test_import_amsgrad_does_not_import_the_frameworks():
     code = (
-        "import sys, amsgrad, amsgrad.functional\n"
+        "import sys, amsgrad, amsgrad.core.functional\n"
         "loaded = sorted(m for m in ('torch', 'jax', 'optax') if m in sys.modules)\n"
         "assert not loaded, loaded\n"
     )

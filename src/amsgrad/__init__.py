@@ -10,16 +10,15 @@ MindSpore-compatible surface: :class:`Tensor`, :class:`Parameter`, :mod:`amsgrad
 import numpy as _np
 
 from amsgrad import nn, ops
-from amsgrad._contract import DtypeConversionError, ScalarRangeError
-from amsgrad._kernel import backend, get_num_threads, set_num_threads
-from amsgrad.compat import Parameter, Tensor
-from amsgrad.functional import apply_adam_with_amsgrad_v2, apply_adam_with_amsgrad_v2_many
+from amsgrad._version import __version__
+from amsgrad.adapters.mindspore_compat import Parameter, Tensor
+from amsgrad.core.contract import DtypeConversionError, ScalarRangeError
+from amsgrad.core.functional import apply_adam_with_amsgrad_v2, apply_adam_with_amsgrad_v2_many
+from amsgrad.core.kernel import backend, get_num_threads, set_num_threads
 
 float16 = _np.dtype(_np.float16)
 float32 = _np.dtype(_np.float32)
 float64 = _np.dtype(_np.float64)
-
-__version__ = "0.1.0"
 
 __all__ = [
     "DtypeConversionError",

@@ -1,5 +1,5 @@
-"""``python -m amsgrad``: the ``amsgrad`` command (see :mod:`amsgrad.cli`)."""
+"""``python -m amsgrad``: the ``amsgrad`` command (see :mod:`amsgrad.apps.cli`)."""
 
-from amsgrad.cli import main
+from amsgrad.apps.cli import main
 
 raise SystemExit(main())

@@ -1,5 +1,5 @@
 """MindSpore-style ``nn`` namespace: ``import amsgrad.nn as nn; class Net(nn.Cell): ...``."""
 
-from amsgrad.compat import Cell
+from amsgrad.adapters.mindspore_compat import Cell
 
 __all__ = ["Cell"]

@@ -1283,7 +1283,7 @@ def to_t(x, dt):
 
 def check_reference(b: Builder):
     sys.path.insert(0, str(HERE.parent.parent / "src"))
-    from amsgrad._reference import step
+    from amsgrad.core.reference import step
 
     bad = 0
     checked = 0

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from amsgrad import _contract
-from amsgrad.functional import apply_adam_with_amsgrad_v2
+from amsgrad.core import contract as _contract
+from amsgrad.core.functional import apply_adam_with_amsgrad_v2
 
 __all__ = ["ApplyAdamWithAmsgradV2", "Cell", "Parameter", "Tensor"]
 

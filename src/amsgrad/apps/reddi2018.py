@@ -59,8 +59,8 @@ from typing import Any
 
 import numpy as np
 
-from amsgrad._kernel import backend
-from amsgrad.functional import apply_adam_with_amsgrad_v2
+from amsgrad import backend
+from amsgrad.core.functional import apply_adam_with_amsgrad_v2
 
 __all__ = [
     "DEFAULT_ALPHAS",

@@ -6,7 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from amsgrad import _contract, _kernel
+from amsgrad.core import contract as _contract
+from amsgrad.core import kernel as _kernel
 
 __all__ = ["apply_adam_with_amsgrad_v2", "apply_adam_with_amsgrad_v2_many"]
 

@@ -1,13 +1,13 @@
 """The benchmark suite: amsgrad's kernel side by side with its peers and the memory roofline.
 
-Run it as ``amsgrad bench``, ``python -m amsgrad.bench`` or ``python benchmarks/run.py``
+Run it as ``amsgrad bench``, ``python -m amsgrad.apps.bench`` or ``python benchmarks/run.py``
 (``--help`` lists the options; ``benchmarks/README.md`` explains every column).
 
 What is timed, per call of one optimizer step (var, m, v, vhat updated in place from grad):
 
 * ``amsgrad``: :func:`amsgrad.apply_adam_with_amsgrad_v2` (one tensor) or
   :func:`amsgrad.apply_adam_with_amsgrad_v2_many` (many tensors in one call);
-* ``roofline``: ``amsgrad._native.roofline``, a loop with the same five reads and four writes and
+* ``roofline``: ``amsgrad.core._native.roofline``, a loop with the five reads and four writes and
   no arithmetic, with the kernel's vectorization and threading: the memory-bandwidth ceiling;
 * ``numpy``: the update written naively as NumPy expressions (single-threaded);
 * ``torch``: ``torch.optim.Adam(amsgrad=True, fused=True)``, ``opt.step()`` with grads set;
@@ -94,7 +94,7 @@ LABELS = {
 DESCRIPTIONS = {
     "amsgrad": "amsgrad.apply_adam_with_amsgrad_v2 (one tensor) / "
     "apply_adam_with_amsgrad_v2_many (many tensors, one call); amsgrad.set_num_threads(n)",
-    "roofline": "amsgrad._native.roofline(a, b, c, d, e): the same 5 reads and 4 writes, no "
+    "roofline": "amsgrad.core._native.roofline(a, b, c, d, e): the same 5 reads and 4 writes, no "
     "arithmetic, same vectorization and threading (many tensors: one call on the same total "
     "number of elements)",
     "numpy": "the update as NumPy expressions (in-place m +=, v +=, np.maximum(out=), var -=); "
@@ -271,11 +271,11 @@ def _setup_amsgrad(case: dict[str, Any]) -> _Bench:
 
 def _setup_roofline(case: dict[str, Any]) -> _Bench:
     import amsgrad
-    from amsgrad import _kernel
+    from amsgrad.core import kernel as _kernel
 
     native = getattr(_kernel, "_native", None)
     if native is None or not hasattr(native, "roofline"):
-        raise _Skip("amsgrad._native (with roofline) is not built: no roofline")
+        raise _Skip("amsgrad.core._native (with roofline) is not built: no roofline")
     total = dict(case, tensors=1, size=case["tensors"] * case["size"])
     arrays = [items[0] for items in _host_state(total, seed=1)]
     return _Bench(functools.partial(native.roofline, *arrays), threads=amsgrad.set_num_threads)
@@ -873,7 +873,7 @@ def main(argv: list[str] | None = None) -> int:
     groups = _plan_groups(peers, args.threads, args.mindspore_python)
     total = sum(len(cases) * len(group.peers) * len(group.threads) for group in groups)
 
-    from amsgrad._progress import Progress
+    from amsgrad.apps.progress import Progress
 
     started = time.perf_counter()
     results: list[dict[str, Any]] = []

@@ -1,6 +1,6 @@
-"""Backends that carry out a checked :class:`~amsgrad._contract.Plan`: native C or NumPy.
+"""Backends that carry out a checked :class:`~amsgrad.core.contract.Plan`: native C or NumPy.
 
-The native extension ``amsgrad._native`` (built at install time) is used when it imported; the
+The native extension ``amsgrad.core._native`` (built at install time) is used when it imported; the
 NumPy reference is the fallback. Both detect memory shared between the five arrays and report it
 before writing anything. The native kernel works on C-contiguous memory: other layouts go through
 contiguous copies that are written back once the update is done.
@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from amsgrad import _reference
-from amsgrad._contract import (
+from amsgrad.core import reference as _reference
+from amsgrad.core.contract import (
     ARRAY_ROLES,
     ManyPlan,
     Plan,
@@ -26,7 +26,7 @@ from amsgrad._contract import (
 
 _native: Any
 try:
-    from amsgrad import _native  # type: ignore[attr-defined,no-redef]
+    from amsgrad.core import _native  # type: ignore[attr-defined,no-redef]
 except ImportError:  # no compiler at install time: the NumPy path runs
     _native = None
 

@@ -20,8 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import amsgrad.nn as nn
-from amsgrad import Parameter, Tensor, ops
-from amsgrad._kernel import backend
+from amsgrad import Parameter, Tensor, backend, ops
 
 __all__ = [
     "PUBLISHED_DECIMALS",

@@ -1,5 +1,5 @@
 /*
- * amsgrad._native: the fused kernel of MindSpore's ApplyAdamWithAmsgradV2.
+ * amsgrad.core._native: the fused kernel of MindSpore's ApplyAdamWithAmsgradV2.
  *
  * Plain C11 + the CPython API + the buffer protocol (no NumPy headers). The arithmetic is the one of
  * the project's SPEC, bit for bit: every operation is rounded to T (float16: computed in float32
@@ -1281,8 +1281,8 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef moduledef = {
-    PyModuleDef_HEAD_INIT, "amsgrad._native",
-    "Native fused kernel of ApplyAdamWithAmsgradV2 (bit-exact with amsgrad._reference).", -1,
+    PyModuleDef_HEAD_INIT, "amsgrad.core._native",
+    "Native fused kernel of ApplyAdamWithAmsgradV2 (bit-exact with amsgrad.core.reference).", -1,
     methods, NULL, NULL, NULL, NULL};
 
 PyMODINIT_FUNC PyInit__native(void) {

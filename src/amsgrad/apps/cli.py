@@ -4,7 +4,7 @@ Subcommands::
 
     amsgrad demo                     MindSpore's documented example, compared bit for bit
     amsgrad reproduce reddi2018      Reddi, Kale & Kumar (ICLR 2018): Adam vs AMSGrad
-    amsgrad bench [OPTIONS]          the benchmark suite (options go to amsgrad.bench)
+    amsgrad bench [OPTIONS]          the benchmark suite (options go to amsgrad.apps.bench)
 
 Exit status: 0 on success; 1 when ``demo`` finds a mismatch or on an unexpected error; 2 for a
 usage error (unknown subcommand or option, invalid value). Errors are one line on stderr,
@@ -90,7 +90,7 @@ def _alphas(text: str) -> tuple[float, ...]:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``amsgrad`` command."""
     from amsgrad import __version__
-    from amsgrad.reddi2018 import (
+    from amsgrad.apps.reddi2018 import (
         DEFAULT_ALPHAS,
         DEFAULT_RECORDS,
         DEFAULT_STEPS,
@@ -203,9 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser(
         "bench",
-        help="run the benchmark suite (options are passed to amsgrad.bench; try --help)",
+        help="run the benchmark suite (options are passed to amsgrad.apps.bench; try --help)",
         add_help=False,
-        description="Run the benchmark suite; every option is passed to amsgrad.bench.",
+        description="Run the benchmark suite; every option is passed to amsgrad.apps.bench.",
     )
     bench.set_defaults(handler=None)
     return parser
@@ -215,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from amsgrad import demo
+    from amsgrad.apps import demo
 
     result = demo.run()
     print(demo.format_report(result))
@@ -243,8 +243,8 @@ def _plot_paths(out: str, forms: Sequence[str]) -> dict[str, str]:
 
 
 def _run_reddi2018(args: argparse.Namespace) -> int:
-    from amsgrad import reddi2018
-    from amsgrad._progress import Progress
+    from amsgrad.apps import reddi2018
+    from amsgrad.apps.progress import Progress
 
     forms = reddi2018.FORMS if args.form == "both" else (args.form,)
     if args.x0 is not None and not -1.0 <= args.x0 <= 1.0:
@@ -297,17 +297,8 @@ def _run_reddi2018(args: argparse.Namespace) -> int:
 
 
 def _run_bench(argv: list[str]) -> int:
-    try:
-        from amsgrad import bench
-    except ModuleNotFoundError as error:
-        if error.name not in ("amsgrad.bench",):
-            raise
-        print(
-            f"{PROG}: error: the benchmark suite (amsgrad.bench) is not available in this "
-            "installation",
-            file=sys.stderr,
-        )
-        return 1
+    from amsgrad.apps import bench
+
     status: object
     try:
         status = bench.main(argv)
@@ -325,7 +316,7 @@ def _run_bench(argv: list[str]) -> int:
 
 
 def _dispatch(argv: list[str]) -> int:
-    if argv and argv[0] == "bench":  # everything after it belongs to amsgrad.bench
+    if argv and argv[0] == "bench":  # everything after it belongs to amsgrad.apps.bench
         return _run_bench(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)

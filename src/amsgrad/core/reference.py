@@ -3,7 +3,7 @@
 This module is the readable statement of what the operator computes. It is slow (one temporary
 array per operation) and it is the judge the native kernel is tested against. Every input must
 already be of the target dtype T (float16, float32 or float64) and broadcastable to var's shape;
-argument checking and dtype resolution live in :mod:`amsgrad._contract`.
+argument checking and dtype resolution live in :mod:`amsgrad.core.contract`.
 
 Rounding: NumPy evaluates each float16 operation in float32 and rounds the result to float16,
 which is exactly the per-operation rounding the SPEC asks for; nothing is fused.
