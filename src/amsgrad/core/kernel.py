@@ -9,7 +9,9 @@ contiguous copies that are written back once the update is done.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,23 +26,86 @@ from amsgrad.core.contract import (
     overlap_error,
 )
 
+_BUILD_ERROR_FILE = Path(__file__).with_name("_native_build_error.txt")
+
+
+def _build_failure_reason(error: ImportError) -> str:
+    """Why the extension did not import: the build's recorded error, else the import error."""
+    try:
+        recorded = _BUILD_ERROR_FILE.read_text(encoding="utf-8").strip()
+    except OSError:
+        recorded = ""
+    return recorded.splitlines()[-1][:300] if recorded else f"{type(error).__name__}: {error}"
+
+
 _native: Any
+_NATIVE_MISSING = ""  # why the native kernel is not available, when it is not
 try:
     from amsgrad.core import _native  # type: ignore[attr-defined,no-redef]
-except ImportError:  # no compiler at install time: the NumPy path runs
+except ImportError as error:  # no compiler at install time: the NumPy path runs
     _native = None
+    _NATIVE_MISSING = _build_failure_reason(error)
+    warnings.warn(
+        f"amsgrad: the native kernel is not available ({_NATIVE_MISSING}); the NumPy path runs "
+        "(same results, slower). Reinstall with a C compiler; set AMSGRAD_REQUIRE_NATIVE=1 "
+        "while installing to make a failed build an error",
+        RuntimeWarning,
+        stacklevel=2,
+    )
 
-__all__ = ["backend", "execute", "execute_many", "get_num_threads", "set_num_threads"]
+# The backend in use: the native module, or None for NumPy (see select_backend).
+_active: Any = _native
+
+__all__ = [
+    "available_backends",
+    "backend",
+    "execute",
+    "execute_many",
+    "get_num_threads",
+    "select_backend",
+    "set_num_threads",
+]
 
 _MANY_ROLES = ("vars", "ms", "vs", "vhats", "grads")
-_fallback_threads = 1
+_numpy_threads = 1
 
 
 def backend() -> str:
-    """Which kernel runs: ``"native (<simd>)"`` for the C extension, or ``"numpy"``."""
-    if _native is None:
-        return "numpy"
-    return f"native ({_native.simd()})"
+    """Which kernel runs: ``"native (<instruction set>)"`` or ``"numpy"``.
+
+    When the native kernel was not built, ``"numpy (native kernel not built: <why>)"``.
+    """
+    if _active is None:
+        return f"numpy (native kernel not built: {_NATIVE_MISSING})" if _NATIVE_MISSING else "numpy"
+    return f"native ({_active.simd()})"
+
+
+def available_backends() -> tuple[str, ...]:
+    """The backends this installation can run, best first: ``"native:<isa>"``..., ``"numpy"``.
+
+    ``<isa>`` is an instruction-set level of the native kernel that this CPU supports
+    (``avx512``, ``avx2``, ``portable``).
+    """
+    levels = tuple(_native.simd_levels()) if _native is not None else ()
+    return (*(f"native:{level}" for level in levels), "numpy")
+
+
+def select_backend(name: str) -> None:
+    """Run later calls on ``name``, one of :func:`available_backends` or ``"best"``.
+
+    For tests and benchmarks: every backend gives the same bits. ``"best"`` is the default,
+    the native kernel with the best instruction set of this CPU (or NumPy without it).
+    """
+    global _active
+    choices = ("best", *available_backends())
+    if name not in choices:
+        raise ValueError(f"select_backend: expected one of {', '.join(choices)}, got {name!r}")
+    if name == "numpy":
+        _active = None
+        return
+    _active = _native
+    if _native is not None:
+        _native.set_simd("best" if name == "best" else name.split(":", 1)[1])
 
 
 def set_num_threads(count: int) -> None:
@@ -49,20 +114,21 @@ def set_num_threads(count: int) -> None:
     The default comes from the environment variable ``AMSGRAD_NUM_THREADS``, else the number of
     CPUs available to the process. Results do not depend on it.
     """
-    global _fallback_threads
-    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
+    global _numpy_threads
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)):
+        raise TypeError(f"set_num_threads: expected an int >= 1, got {count!r}")
+    if count < 1:
         raise ValueError(f"set_num_threads: expected an int >= 1, got {count!r}")
     if _native is not None:
         _native.set_num_threads(int(count))
-    else:
-        _fallback_threads = int(count)
+    _numpy_threads = int(count)
 
 
 def get_num_threads() -> int:
-    """The number of threads the native kernel may use (1 on the NumPy backend by default)."""
+    """The number of threads the native kernel may use (recorded only, on the NumPy backend)."""
     if _native is not None:
         return int(_native.get_num_threads())
-    return _fallback_threads
+    return _numpy_threads
 
 
 def _contiguous(arrays: Sequence[np.ndarray]) -> bool:
@@ -123,7 +189,7 @@ def _native_apply_copies(arrays: Sequence[np.ndarray], hyper: np.ndarray, rows: 
 
 def _native_apply_block(arrays: Sequence[np.ndarray], hyper: np.ndarray, rows: int) -> None:
     work = [np.ascontiguousarray(array) for array in arrays]
-    _native.apply(*work, hyper, rows)
+    _active.apply(*work, hyper, rows)
     for target, value in zip(arrays[:4], work[:4], strict=True):
         if value is not target:
             np.copyto(target, value)
@@ -134,15 +200,15 @@ def execute(plan: Plan) -> None:
     arrays = (plan.var, plan.m, plan.v, plan.vhat, plan.grad)
     if plan.var.size == 0:
         return
-    if _native is not None and _contiguous(arrays):
-        pair = _native.apply(*arrays, plan.hyper, plan.rows)
+    if _active is not None and _contiguous(arrays):
+        pair = _active.apply(*arrays, plan.hyper, plan.rows)
         if pair is not None:
             raise overlap_error(ARRAY_ROLES[pair[0]], ARRAY_ROLES[pair[1]])
         return
     pair = find_overlap(arrays)
     if pair is not None:
         raise overlap_error(ARRAY_ROLES[pair[0]], ARRAY_ROLES[pair[1]])
-    if _native is not None:
+    if _active is not None:
         _native_apply_copies(arrays, plan.hyper, plan.rows)
     else:
         _numpy_apply(arrays[0], arrays[1], arrays[2], arrays[3], arrays[4], plan.hyper, plan.rows)
@@ -163,7 +229,7 @@ def try_many_unchecked(lists: Sequence[Any], hypers: Sequence[Any]) -> bool:
     writes anything; on any doubt it writes nothing and the caller runs :func:`resolve_many`
     for the precise error (or the general path).
     """
-    if _native is None or not all(type(items) in (list, tuple) for items in lists):
+    if _active is None or not all(type(items) in (list, tuple) for items in lists):
         return False
     vars_ = lists[0]
     if not vars_ or type(vars_[0]) is not np.ndarray:
@@ -172,7 +238,7 @@ def try_many_unchecked(lists: Sequence[Any], hypers: Sequence[Any]) -> bool:
     if table is None:
         return False
     try:
-        found = _native.apply_many(*lists, table, np.ndarray)
+        found = _active.apply_many(*lists, table, np.ndarray)
     except (TypeError, ValueError, BufferError):
         return False
     return found is None
@@ -184,8 +250,8 @@ def execute_many(plan: ManyPlan) -> None:
     count = len(plan.vars)
     if count == 0:
         return
-    if _native is not None and all(_contiguous(items) for items in lists):
-        found = _native.apply_many(*lists, plan.hyper)
+    if _active is not None and all(_contiguous(items) for items in lists):
+        found = _active.apply_many(*lists, plan.hyper)
         if found is not None:
             index_a, role_a, index_b, role_b = found
             raise _many_overlap_error(count, role_a * count + index_a, role_b * count + index_b)
@@ -198,7 +264,7 @@ def execute_many(plan: ManyPlan) -> None:
         arrays = [items[i] for items in lists]
         if arrays[0].size == 0:
             continue
-        if _native is not None:
+        if _active is not None:
             _native_apply_copies(arrays, plan.hyper, 1)
         else:
             _numpy_apply(arrays[0], arrays[1], arrays[2], arrays[3], arrays[4], plan.hyper, 1)
@@ -210,5 +276,5 @@ def default_threads_from_env() -> int | None:
     return int(text) if text.isdigit() and int(text) > 0 else None
 
 
-if _native is None and default_threads_from_env() is not None:
-    _fallback_threads = default_threads_from_env() or 1
+if _native is None:
+    _numpy_threads = default_threads_from_env() or 1
