@@ -362,3 +362,40 @@ def test_progress_draws_when_enabled():
     assert "100% 10/10" in text
     assert text.endswith("\r\033[K")  # erased at the end
     assert "\n" not in text
+
+
+# --------------------------------------------------------------------------- options checked first
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--repeat", "0"), ("--repeat", "-3"), ("--min-time", "-1"), ("--min-time", "nan")],
+)
+def test_bench_refuses_nonsense_timing_options(capsys, option, value, tmp_path):
+    status, out, err = _run(capsys, ["bench", "--quick", "--out", str(tmp_path), option, value])
+    assert status == 2
+    assert out == ""
+    _assert_one_line_error(err)
+    assert option in err and repr(value) in err
+    assert not list(tmp_path.iterdir())  # refused before anything ran
+
+
+def test_bench_checks_its_output_folder_before_running(capsys, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    status, out, err = _run(capsys, ["bench", "--quick", "--out", str(blocker / "results")])
+    assert status == 2
+    assert out == ""
+    _assert_one_line_error(err)
+    assert "--out" in err and "cannot be created" in err
+
+
+def test_reddi2018_out_under_a_file_is_named_a_file(capsys, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    argv = [*SMALL_ONLINE, "--out", str(blocker / "x.png")]
+    status, out, err = _run(capsys, argv)
+    assert status == 2
+    assert out == ""
+    _assert_one_line_error(err)
+    assert "is a file, not a folder" in err

@@ -11,7 +11,10 @@ import pytest
 
 import amsgrad
 from amsgrad import Parameter, Tensor, nn, ops
-from conftest import DOC_HYPER, assert_bits_equal, doc_state
+from helpers import DOC_HYPER, assert_bits_equal, doc_state
+
+# Each test runs on every backend: native at each instruction-set level, and NumPy.
+pytestmark = pytest.mark.usefixtures("each_backend")
 
 EXAMPLE = Path(__file__).parent / "data" / "doc_example_mindspore.py"
 PUBLISHED = "[[0.19886853 0.1985858 ]\n [0.19853032 0.19849943]]\n"

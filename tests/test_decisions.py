@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 
 from amsgrad import apply_adam_with_amsgrad_v2 as apply_op
-from conftest import DOC_HYPER, assert_bits_equal
+from helpers import DOC_HYPER, assert_bits_equal
+
+# Each test runs on every backend: native at each instruction-set level, and NumPy.
+pytestmark = pytest.mark.usefixtures("each_backend")
 
 DTYPES = [np.float16, np.float32, np.float64]
 

@@ -7,7 +7,10 @@ import pytest
 
 import amsgrad
 from amsgrad import apply_adam_with_amsgrad_v2 as apply_op
-from conftest import DOC_HYPER, assert_bits_equal, doc_state
+from helpers import DOC_HYPER, assert_bits_equal, doc_state
+
+# Each test runs on every backend: native at each instruction-set level, and NumPy.
+pytestmark = pytest.mark.usefixtures("each_backend")
 
 NAMES = (
     "var",

@@ -26,6 +26,9 @@ import pytest
 
 import amsgrad
 
+# Each test runs on every backend: native at each instruction-set level, and NumPy.
+pytestmark = pytest.mark.usefixtures("each_backend")
+
 GOLDEN = Path(__file__).resolve().parent / "golden"
 CASES = json.loads((GOLDEN / "ms210_cases.json").read_text())
 with np.load(GOLDEN / "ms210_arrays.npz") as _z:

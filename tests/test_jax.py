@@ -14,7 +14,7 @@ import amsgrad  # noqa: E402
 from amsgrad.core import reference as _reference  # noqa: E402
 from amsgrad.jax import apply_adam_with_amsgrad_v2 as jax_apply  # noqa: E402
 from amsgrad.optax import AmsgradV2State, amsgrad_v2  # noqa: E402
-from conftest import assert_bits_equal, bits_equal  # noqa: E402
+from helpers import assert_bits_equal, bits_equal  # noqa: E402
 
 HYPER = (np.float32(0.9) ** 7, np.float32(0.999) ** 7, 1e-3, 0.9, 0.999, 1e-8)
 

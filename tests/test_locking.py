@@ -9,7 +9,7 @@ import pytest
 
 import amsgrad
 from amsgrad.core.contract import lock_for
-from conftest import assert_bits_equal
+from helpers import assert_bits_equal
 
 HYPER = (0.9, 0.999, 1e-3, 0.9, 0.999, 1e-8)
 N_THREADS, K_STEPS, SIZE = 4, 25, 200_000

@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 
 import amsgrad
-from conftest import assert_bits_equal
+from helpers import assert_bits_equal
+
+# Each test runs on every backend: native at each instruction-set level, and NumPy.
+pytestmark = pytest.mark.usefixtures("each_backend")
 
 HYPER = (0.9, 0.999, 1e-3, 0.9, 0.999, 1e-8)
 

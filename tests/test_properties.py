@@ -6,13 +6,26 @@ exactly, arrays by astype) and evaluates the formula with NumPy, one rounding pe
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import amsgrad
-from conftest import assert_bits_equal
+from helpers import assert_bits_equal
+
+# Each test runs on every backend: native at each instruction-set level, and NumPy.
+pytestmark = pytest.mark.usefixtures("each_backend")
+
+# How many examples each property test draws, as a multiple of its default (the slow test below
+# reruns this file with a larger one).
+SCALE = int(os.environ.get("AMSGRAD_PROPERTY_SCALE", "1"))
 
 DTYPES = [np.float16, np.float32, np.float64]
 SPECIAL = [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-40, 6e-8, 1e30, 65504.0, 1e300]
@@ -68,7 +81,7 @@ def cases(draw):
     return dtype, state, hypers
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cases())
 def test_operator_equals_spec_formula(case):
     dtype, (var, m, v, vhat, grad), hypers = case
@@ -79,7 +92,7 @@ def test_operator_equals_spec_formula(case):
         assert_bits_equal(got, np.asarray(want, dtype), name)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150 * SCALE, deadline=None)
 @given(
     st.sampled_from(DTYPES),
     hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=5),
@@ -107,7 +120,7 @@ def test_batched_hyper_parameters_equal_row_by_row_calls(dtype, shape, data):
             assert_bits_equal(got[(*index, ...)], want)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100 * SCALE, deadline=None)
 @given(
     st.sampled_from(DTYPES),
     hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=7),
@@ -125,3 +138,28 @@ def test_strided_views_equal_contiguous_copies(dtype, shape, data):
     for whole, want, copy in zip(big[:4], expected[:4], copies[:4], strict=True):
         want[every_other] = copy  # the strided elements updated, every other one untouched
         assert_bits_equal(whole, want)
+
+
+@pytest.mark.slow
+def test_long_property_run():
+    """This file's property tests with five times the examples, on every backend (CI runs it)."""
+    env = dict(os.environ, AMSGRAD_PROPERTY_SCALE="5")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-m",
+            "not slow",
+            __file__,
+        ],
+        cwd=Path(__file__).parent.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]

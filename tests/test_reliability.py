@@ -11,7 +11,7 @@ from numpy.lib.stride_tricks import as_strided
 
 import amsgrad
 from amsgrad.core import kernel as _kernel
-from conftest import assert_bits_equal
+from helpers import assert_bits_equal
 
 HYPER = (0.9, 0.999, 1e-3, 0.9, 0.999, 1e-8)
 
@@ -21,6 +21,7 @@ def _resident_bytes() -> int:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/statm")
 def test_memory_is_flat_over_a_million_calls():
     rng = np.random.default_rng(0)

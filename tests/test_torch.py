@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 
 import amsgrad  # noqa: E402
 from amsgrad.adapters.torch import AMSGradV2, _sqrt64, _torch_scalars, torch_update  # noqa: E402
-from conftest import assert_bits_equal, bits_equal  # noqa: E402
+from helpers import assert_bits_equal, bits_equal  # noqa: E402
 
 DTYPES = [torch.float16, torch.float32, torch.float64]
 NP_OF = {torch.float16: np.float16, torch.float32: np.float32, torch.float64: np.float64}

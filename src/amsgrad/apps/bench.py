@@ -766,6 +766,26 @@ def _parse_many(text: str) -> tuple[int, int] | None:
     return tensors, size
 
 
+def _parse_repeat(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def _parse_min_time(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text!r}")
+    return value
+
+
 class _OneLineParser(argparse.ArgumentParser):
     """Errors as one line on stderr and exit status 2, without the usage block."""
 
@@ -825,13 +845,13 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--repeat",
-        type=int,
+        type=_parse_repeat,
         default=None,
         help="timed rounds per case; the median is reported (default 7, quick 3)",
     )
     parser.add_argument(
         "--min-time",
-        type=float,
+        type=_parse_min_time,
         default=None,
         help="seconds a timed round lasts at least (default 0.2, quick 0.01)",
     )
@@ -848,15 +868,21 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark suite; returns the exit status (0 on success)."""
-    args = _build_parser().parse_args(argv)
+    from amsgrad.apps.files import folder_problem  # here: workers run this file without amsgrad
+
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    problem = folder_problem(args.out, create=True)
+    if problem:
+        parser.error(f"argument --out: {problem}")
     sizes = args.sizes or list(QUICK_SIZES if args.quick else DEFAULT_SIZES)
     args.dtypes = args.dtypes or list(QUICK_DTYPES if args.quick else DTYPES)
     args.threads = args.threads or list(QUICK_THREADS if args.quick else (1, 2))
-    repeat = args.repeat or (3 if args.quick else 7)
+    repeat = args.repeat if args.repeat is not None else (3 if args.quick else 7)
     min_time = args.min_time if args.min_time is not None else (0.01 if args.quick else 0.2)
     settings: dict[str, Any] = {
-        "repeat": max(1, repeat),
-        "min_time": max(0.0, min_time),
+        "repeat": repeat,
+        "min_time": min_time,
         "warmup": min(0.1, 5 * min_time),
         "skip_many": list(QUICK_MANY_SKIP) if args.quick else [],
     }

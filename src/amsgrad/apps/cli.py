@@ -21,6 +21,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from amsgrad.apps.files import folder_problem
+
 __all__ = ["UsageError", "build_parser", "main"]
 
 PROG = "amsgrad"
@@ -223,7 +225,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 def _plot_paths(out: str, forms: Sequence[str]) -> dict[str, str]:
-    """Where the PNG of each form goes (see the --out help); checks the folder exists."""
+    """Where the PNG of each form goes (see the --out help); checks that it can be written."""
     paths: dict[str, str] = {}
     for form in forms:
         if os.path.isdir(out) or out.endswith(("/", os.sep)):
@@ -235,9 +237,9 @@ def _plot_paths(out: str, forms: Sequence[str]) -> dict[str, str]:
             path = f"{stem}_{form}{extension or '.png'}"
         else:
             path = out
-        folder = os.path.dirname(path) or "."
-        if not os.path.isdir(folder):
-            raise UsageError(f"argument --out: folder {folder!r} does not exist")
+        problem = folder_problem(os.path.dirname(path) or ".")
+        if problem:
+            raise UsageError(f"argument --out: {problem}")
         paths[form] = path
     return paths
 
