@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -120,3 +122,34 @@ def test_blocked_copies_equal_one_contiguous_call(monkeypatch, batched):
     amsgrad.apply_adam_with_amsgrad_v2(*contiguous[:4], *hyper, contiguous[4])
     for got, want in zip(strided[:4], contiguous[:4], strict=True):
         assert_bits_equal(got, want)
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs signal.setitimer")
+@pytest.mark.parametrize("many", [False, True])
+def test_a_signal_during_a_strided_update_does_not_leave_it_half_done(each_backend, many):
+    """A KeyboardInterrupt raised by a signal handler mid-update arrives after the update."""
+    rng = np.random.default_rng(5)
+    wide = [rng.random((4000, 2000), dtype=np.float32) for _ in range(5)]
+    views = [array[:, ::2] for array in wide]  # strided: the blocked (or NumPy) path
+    expected = [np.ascontiguousarray(view) for view in views]
+    amsgrad.apply_adam_with_amsgrad_v2(*expected[:4], *HYPER, expected[4])
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.005)
+        with pytest.raises(KeyboardInterrupt):
+            if many:
+                amsgrad.apply_adam_with_amsgrad_v2_many(
+                    *([view] for view in views[:4]), *HYPER, [views[4]]
+                )
+            else:
+                amsgrad.apply_adam_with_amsgrad_v2(*views[:4], *HYPER, views[4])
+            time.sleep(1)  # the update was faster than the timer: the signal arrives here
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    for name, got, want in zip(("var", "m", "v", "vhat"), views, expected, strict=False):
+        assert_bits_equal(got, want, name)

@@ -8,9 +8,13 @@ contiguous copies that are written back once the update is done.
 
 from __future__ import annotations
 
+import operator
 import os
+import threading
 import warnings
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -153,8 +157,15 @@ def _numpy_apply(
     new = _reference.step(
         r_var, r_m, r_v, r_vhat, r_grad, beta1_power, beta2_power, lr, beta1, beta2, epsilon
     )
-    for target, value in zip((var, m, v, vhat), new, strict=True):
-        np.copyto(target, value.reshape(shape))
+    _write_back((var, m, v, vhat), [value.reshape(shape) for value in new])
+
+
+def _write_back(targets: Sequence[np.ndarray], values: Sequence[np.ndarray]) -> None:
+    """``target[...] = value`` for each pair, with no Python code between the first write and
+    the last: ``map`` calls ``operator.setitem`` from C, so no signal handler (CPython runs them
+    between bytecodes) can stop the update with only some of the arrays written."""
+    setitem: Callable[[Any, Any, Any], None] = operator.setitem
+    deque(map(setitem, targets, repeat(Ellipsis), values), maxlen=0)
 
 
 # Strided (non-contiguous) arrays are copied to contiguous blocks of about this many elements,
@@ -188,11 +199,56 @@ def _native_apply_copies(arrays: Sequence[np.ndarray], hyper: np.ndarray, rows: 
 
 
 def _native_apply_block(arrays: Sequence[np.ndarray], hyper: np.ndarray, rows: int) -> None:
-    work = [np.ascontiguousarray(array) for array in arrays]
+    """The kernel on contiguous copies of the four state arrays (and of grad when strided),
+    then one uninterruptible write-back: the caller's arrays change together or not at all."""
+    work = [np.array(array, order="C") for array in arrays[:4]]
+    work.append(np.ascontiguousarray(arrays[4]))
     _active.apply(*work, hyper, rows)
-    for target, value in zip(arrays[:4], work[:4], strict=True):
-        if value is not target:
-            np.copyto(target, value)
+    _write_back(arrays[:4], work[:4])
+
+
+def _run_to_completion(work: Callable[[], None]) -> None:
+    """Run ``work`` to its end even if a signal handler raises meanwhile, then re-raise that.
+
+    The paths that return to the interpreter between writes (blocked copies of strided arrays,
+    the NumPy backend writing back four arrays) must not stop half-way: a KeyboardInterrupt
+    would leave the state partly updated. Python runs signal handlers in the main thread only,
+    so from the main thread the work runs in a helper thread while the main thread waits; an
+    exception a handler raises is held until the update is complete. (A ``KeyboardInterrupt``
+    that arrives before the helper starts leaves everything unwritten.)
+    """
+    if threading.current_thread() is not threading.main_thread():
+        work()
+        return
+    failure: list[BaseException] = []
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as error:  # handed to the caller's thread below
+            failure.append(error)
+        finally:
+            done.set()
+
+    interrupted: BaseException | None = None
+    worker = threading.Thread(target=run, name="amsgrad-update", daemon=True)
+    try:
+        worker.start()
+    except RuntimeError:  # no thread can be started: run here
+        work()
+        return
+    except BaseException as error:  # a signal handler raised while the helper started
+        interrupted = error
+    while not done.is_set():
+        try:
+            done.wait()
+        except BaseException as error:
+            interrupted = interrupted or error
+    if failure:
+        raise failure[0]
+    if interrupted is not None:
+        raise interrupted
 
 
 def execute(plan: Plan) -> None:
@@ -208,10 +264,12 @@ def execute(plan: Plan) -> None:
     pair = find_overlap(arrays)
     if pair is not None:
         raise overlap_error(ARRAY_ROLES[pair[0]], ARRAY_ROLES[pair[1]])
-    if _active is not None:
-        _native_apply_copies(arrays, plan.hyper, plan.rows)
-    else:
-        _numpy_apply(arrays[0], arrays[1], arrays[2], arrays[3], arrays[4], plan.hyper, plan.rows)
+    if _active is None:
+        _numpy_apply(*arrays, plan.hyper, plan.rows)  # computes first, then one write-back
+    elif plan.var.size <= COPY_BLOCK_ELEMENTS:
+        _native_apply_block(arrays, plan.hyper, plan.rows)
+    else:  # several blocks, each written back in turn: finish them whatever arrives
+        _run_to_completion(lambda: _native_apply_copies(arrays, plan.hyper, plan.rows))
 
 
 def _many_overlap_error(count: int, flat_index_a: int, flat_index_b: int) -> ValueError:
@@ -260,14 +318,22 @@ def execute_many(plan: ManyPlan) -> None:
     pair = find_overlap(flat)
     if pair is not None:
         raise _many_overlap_error(count, *pair)
+    if count == 1 and plan.vars[0].size <= COPY_BLOCK_ELEMENTS:
+        _apply_each(lists, count, plan.hyper)  # one write-back
+    else:  # several write-backs: finish them whatever arrives
+        _run_to_completion(lambda: _apply_each(lists, count, plan.hyper))
+
+
+def _apply_each(lists: Sequence[Sequence[np.ndarray]], count: int, hyper: np.ndarray) -> None:
+    """The multi-tensor update one quintuple at a time (strided arrays, or the NumPy backend)."""
     for i in range(count):
         arrays = [items[i] for items in lists]
         if arrays[0].size == 0:
             continue
         if _active is not None:
-            _native_apply_copies(arrays, plan.hyper, 1)
+            _native_apply_copies(arrays, hyper, 1)
         else:
-            _numpy_apply(arrays[0], arrays[1], arrays[2], arrays[3], arrays[4], plan.hyper, 1)
+            _numpy_apply(arrays[0], arrays[1], arrays[2], arrays[3], arrays[4], hyper, 1)
 
 
 def default_threads_from_env() -> int | None:
