@@ -41,7 +41,6 @@ leading prefix of var's shape (one value per row), as in the NumPy API. bfloat16
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
 import jax
@@ -50,17 +49,18 @@ import numpy as np
 
 from amsgrad.core.contract import (
     HYPER_NAMES,
-    DtypeConversionError,
-    _describe,
-    _label,
+    STATE_NAMES,
+    Hyper,
+    check_grad_meta,
+    check_state_meta,
+    grad_type_error,
+    hyper_shape,
     scalar_to_dtype,
+    state_type_error,
+    tensor_dtype_to,
 )
 
 __all__ = ["apply_adam_with_amsgrad_v2"]
-
-_STATE_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
-_FLOAT_RANK = {np.dtype(np.float16): 1, np.dtype(np.float32): 2, np.dtype(np.float64): 3}
-_STATE_DTYPE_TEXT = "float16, float32 or float64"
 
 
 # --------------------------------------------------------------------------- arithmetic
@@ -123,106 +123,61 @@ def moments(
 
 
 # --------------------------------------------------------------------------- arguments
+#
+# This module decides only what is an array (a JAX or NumPy array, traced ones included) and
+# reads its dtype, shape and weak type; every check and message is the contract's, as for the
+# NumPy API (amsgrad.core.contract).
 
 
 def _is_array(value: Any) -> bool:
     return isinstance(value, (jax.Array, np.ndarray))
 
 
-def _state_dtype(name: str, array: Any) -> np.dtype:
+def _meta(array: Any) -> tuple[np.dtype, tuple[int, ...]]:
+    """An array's dtype as a NumPy dtype and its shape as a tuple."""
+    return np.dtype(array.dtype), tuple(array.shape)
+
+
+def _cast(value: Any, casts: tuple[np.dtype, ...]) -> jax.Array:
+    converted = jnp.asarray(value)
+    for dtype in casts:
+        converted = converted.astype(dtype)
+    return converted
+
+
+def _state_meta(name: str, array: Any) -> tuple[np.dtype, tuple[int, ...]]:
     if not _is_array(array):
-        raise TypeError(
-            f"{_label(name)}: expected a JAX or NumPy array of dtype {_STATE_DTYPE_TEXT}, got "
-            f"{_describe(array)}"
-        )
-    dtype = np.dtype(array.dtype)
-    if dtype not in _STATE_DTYPES:
-        raise TypeError(
-            f"{_label(name)}: expected dtype {_STATE_DTYPE_TEXT}, got an array of dtype {dtype}"
-        )
-    return dtype
+        raise state_type_error(name, array)
+    return _meta(array)
 
 
-def _check_states(var: Any, m: Any, v: Any, vhat: Any) -> tuple[np.dtype, tuple[int, ...]]:
-    dtype = _state_dtype("var", var)
-    shape = tuple(var.shape)
-    for name, array in (("m", m), ("v", v), ("vhat", vhat)):
-        other = _state_dtype(name, array)
-        if other != dtype:
-            raise DtypeConversionError(
-                f"{_label(name)}: has dtype {other} but var has dtype {dtype}; var, m, v and "
-                "vhat must share one dtype (data type conversion of a variable is not supported)"
-            )
-        if tuple(array.shape) != shape:
-            raise ValueError(
-                f"{_label(name)}: expected var's shape {shape}, got shape {tuple(array.shape)}"
-            )
+def _check_states(states: tuple[Any, ...]) -> tuple[np.dtype, tuple[int, ...]]:
+    """var, m, v, vhat: arrays of one state dtype and one shape; returns (T, var's shape)."""
+    dtype, shape = _state_meta("var", states[0])
+    check_state_meta("var", dtype, shape)
+    for name, array in zip(STATE_NAMES[1:], states[1:], strict=True):
+        check_state_meta(name, *_state_meta(name, array), dtype, shape)
     return dtype, shape
-
-
-def _tensor_to_dtype(name: str, value: Any, dtype: np.dtype) -> jax.Array:
-    """A grad or hyper-parameter array converted to T by the SPEC's tensor rules."""
-    source = np.dtype(value.dtype)
-    weak = bool(getattr(value, "weak_type", False))
-    if source.kind == "f" and source in _FLOAT_RANK:
-        if weak:
-            # A Python float that JAX traced: the Python-float rule (float32, then T).
-            return jnp.asarray(value).astype(jnp.float32).astype(dtype)
-        if _FLOAT_RANK[source] > _FLOAT_RANK[dtype]:
-            raise DtypeConversionError(
-                f"{_label(name)}: has dtype {source}, higher than var's dtype {dtype}; it would "
-                "force a conversion of var, m, v and vhat, which is not supported"
-            )
-        return jnp.asarray(value).astype(dtype)
-    if source.kind in "biu":
-        return jnp.asarray(value).astype(dtype)
-    raise TypeError(
-        f"{_label(name)}: expected a tensor of dtype float16, float32, float64, an integer or "
-        f"bool dtype, got an array of dtype {source}"
-    )
 
 
 def _hyper(name: str, value: Any, dtype: np.dtype, shape: tuple[int, ...]) -> jax.Array:
     """One hyper-parameter as a JAX array of T, shaped to broadcast against var."""
     if not _is_array(value):
-        if isinstance(value, (numbers.Real, np.generic)) and not isinstance(
-            value, (np.complexfloating, np.datetime64, np.timedelta64)
-        ):
-            return jnp.asarray(scalar_to_dtype(name, value, dtype))
-        raise TypeError(
-            f"{_label(name)}: expected a float, int, bool, NumPy scalar or a JAX or NumPy array "
-            f"of a real dtype, got {_describe(value)}"
-        )
-    converted = _tensor_to_dtype(name, value, dtype)
-    vshape = tuple(value.shape)
-    if int(np.prod(vshape, dtype=np.int64)) == 1:
+        return jnp.asarray(scalar_to_dtype(name, value, dtype))
+    source, vshape = _meta(value)
+    casts = tensor_dtype_to(name, source, dtype, weak=bool(getattr(value, "weak_type", False)))
+    depth = hyper_shape(name, vshape, shape)
+    converted = _cast(value, casts)
+    if depth == 0:
         return converted.reshape(())
-    if vshape != shape[: len(vshape)]:
-        raise ValueError(
-            f"{_label(name)}: expected a scalar, a single-element array or an array whose shape "
-            f"is a leading prefix of var's shape {shape} (one value per row), got shape {vshape}"
-        )
-    return converted.reshape(vshape + (1,) * (len(shape) - len(vshape)))
+    return converted.reshape(vshape + (1,) * (len(shape) - depth))
 
 
 def _grad(grad: Any, dtype: np.dtype, shape: tuple[int, ...]) -> jax.Array:
     if not _is_array(grad):
-        raise TypeError(
-            f"{_label('grad')}: expected a JAX or NumPy array of var's shape {shape}, got "
-            f"{_describe(grad)}"
-        )
-    converted = _tensor_to_dtype("grad", grad, dtype)
-    if tuple(grad.shape) != shape:
-        raise ValueError(
-            f"{_label('grad')}: expected var's shape {shape}, got shape {tuple(grad.shape)}"
-        )
-    return converted
-
-
-def _hypers(values: tuple[Any, ...], dtype: np.dtype, shape: tuple[int, ...]) -> list[jax.Array]:
-    return [
-        _hyper(name, value, dtype, shape) for name, value in zip(HYPER_NAMES, values, strict=True)
-    ]
+        raise grad_type_error(grad, shape)
+    source, gshape = _meta(grad)
+    return _cast(grad, check_grad_meta(source, gshape, dtype, shape))
 
 
 # --------------------------------------------------------------------------- public
@@ -250,12 +205,16 @@ def apply_adam_with_amsgrad_v2(
     var, m, v, vhat: arrays of one dtype (float16, float32, or float64 with ``jax_enable_x64``)
     and one shape. grad: an array of var's shape. Hyper-parameters: scalars, single-element
     arrays, or arrays whose shape is a leading prefix of var's shape (one value per row).
-    Conversions follow the SPEC (see the module docstring); errors name the argument, as in
-    :func:`amsgrad.apply_adam_with_amsgrad_v2`. Bit-exact to the NumPy path on XLA:CPU.
+    Conversions follow the SPEC (see the module docstring). Errors are those of
+    :func:`amsgrad.apply_adam_with_amsgrad_v2` for the same mistake, type and message (both come
+    from :mod:`amsgrad.core.contract`). Bit-exact to the NumPy path on XLA:CPU.
     """
-    dtype, shape = _check_states(var, m, v, vhat)
-    hypers = _hypers((beta1_power, beta2_power, lr, beta1, beta2, epsilon), dtype, shape)
+    dtype, shape = _check_states((var, m, v, vhat))
+    given = Hyper(beta1_power, beta2_power, lr, beta1, beta2, epsilon)
+    hyper = Hyper._make(
+        _hyper(name, value, dtype, shape) for name, value in zip(HYPER_NAMES, given, strict=True)
+    )
     grad_t = _grad(grad, dtype, shape)
     var, m, v, vhat = (jnp.asarray(array) for array in (var, m, v, vhat))
-    step, m_new, v_new, vhat_new = moments(m, v, vhat, grad_t, *hypers)
+    step, m_new, v_new, vhat_new = moments(m, v, vhat, grad_t, *hyper)
     return _rounded(var) - step, m_new, v_new, vhat_new

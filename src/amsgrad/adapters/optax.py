@@ -39,12 +39,14 @@ import numpy as np
 import optax
 
 from amsgrad.adapters.jax import moments
-from amsgrad.core.contract import scalar_to_dtype
+from amsgrad.core.contract import Hyper, check_optimizer_hyper, scalar_to_dtype
+from amsgrad.core.dtypes import STATE_DTYPES_TEXT, is_state_dtype
 
 __all__ = ["AmsgradV2State", "amsgrad_v2"]
 
 _increment = getattr(optax, "safe_increment", None) or optax.safe_int32_increment
-_LEAF_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+#: How this API spells (lr, beta1, beta2, eps) in messages (see check_optimizer_hyper).
+_NAMES = ("learning_rate", "b1", "b2", "eps")
 
 
 class AmsgradV2State(NamedTuple):
@@ -59,30 +61,16 @@ class AmsgradV2State(NamedTuple):
 
 
 def _check_hyper(learning_rate: Any, b1: Any, b2: Any, eps: Any) -> None:
-    def number(value: Any) -> float | None:
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-            return None
-        return float(value)
-
-    if not callable(learning_rate):
-        lr = number(learning_rate)
-        if lr is None and isinstance(learning_rate, (jax.Array, np.ndarray)):
-            try:  # a concrete single-element array; a traced one is not checked
-                lr = float(np.asarray(learning_rate).reshape(()))
-            except Exception:
-                lr = 0.0 if np.size(learning_rate) == 1 else None
-        if lr is None or not lr >= 0:
-            raise ValueError(
-                f"learning_rate: expected a number >= 0 or a schedule (a callable of the step "
-                f"count), got {learning_rate!r}"
-            )
-    for name, value in (("b1", b1), ("b2", b2)):
-        beta = number(value)
-        if beta is None or not 0 <= beta < 1:
-            raise ValueError(f"{name}: expected a number in [0, 1), got {value!r}")
-    epsilon = number(eps)
-    if epsilon is None or not epsilon >= 0:
-        raise ValueError(f"eps: expected a number >= 0, got {eps!r}")
+    """The contract's optimizer checks; a schedule and a traced learning rate are not checked."""
+    lr = learning_rate
+    if callable(lr):
+        lr = 0.0  # a schedule: its values are not known here
+    elif isinstance(lr, (jax.Array, np.ndarray)) and np.size(lr) == 1:
+        try:  # a concrete single-element array
+            lr = float(np.asarray(lr).reshape(()))
+        except Exception:  # a traced one
+            lr = 0.0
+    check_optimizer_hyper(lr, b1, b2, eps, names=_NAMES)
 
 
 def amsgrad_v2(
@@ -139,13 +127,13 @@ def amsgrad_v2(
                     f"amsgrad_v2: a gradient of dtype {dtype} does not match its state of dtype "
                     f"{np.dtype(m.dtype)}; the state is created by init from the parameters"
                 )
-            hyper = (
-                beta1_power.astype(dtype),
-                beta2_power.astype(dtype),
-                lr32.astype(dtype),
-                jnp.asarray(scalar_to_dtype("beta1", b1, dtype)),
-                jnp.asarray(scalar_to_dtype("beta2", b2, dtype)),
-                jnp.asarray(scalar_to_dtype("epsilon", eps, dtype)),
+            hyper = Hyper(
+                beta1_power=beta1_power.astype(dtype),
+                beta2_power=beta2_power.astype(dtype),
+                lr=lr32.astype(dtype),
+                beta1=jnp.asarray(scalar_to_dtype("b1", b1, dtype)),
+                beta2=jnp.asarray(scalar_to_dtype("b2", b2, dtype)),
+                epsilon=jnp.asarray(scalar_to_dtype("eps", eps, dtype)),
             )
             step, m_new, v_new, vhat_new = moments(m, v, vhat, grad, *hyper)
             return -step, m_new, v_new, vhat_new
@@ -185,9 +173,9 @@ class _LeafResult:
 
 def _leaf_dtype(leaf: Any) -> np.dtype:
     dtype = np.dtype(leaf.dtype if hasattr(leaf, "dtype") else np.asarray(leaf).dtype)
-    if dtype not in _LEAF_DTYPES:
+    if not is_state_dtype(dtype):
         raise TypeError(
-            f"amsgrad_v2: expected parameters and gradients of dtype float16, float32 or float64, "
+            f"amsgrad_v2: expected parameters and gradients of dtype {STATE_DTYPES_TEXT}, "
             f"got a leaf of dtype {dtype}"
         )
     return dtype

@@ -42,22 +42,31 @@ does FSDP2 (``fully_shard``): DTensor parameters are updated through their local
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
 import torch
 
-from amsgrad.core.contract import scalar_to_dtype
+from amsgrad.core.contract import (
+    HYPER_NAMES,
+    Hyper,
+    as_number,
+    check_optimizer_hyper,
+    scalar_to_dtype,
+)
+from amsgrad.core.dtypes import F32, STATE_DTYPES, STATE_DTYPES_TEXT
 from amsgrad.core.functional import apply_adam_with_amsgrad_v2_many
 
 __all__ = ["AMSGradV2"]
 
 _IMPLEMENTATIONS = ("auto", "kernel", "torch")
-_KERNEL_DTYPES = (torch.float16, torch.float32, torch.float64)
-_TORCH_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-_NUMPY_OF = {torch.float16: np.float16, torch.float32: np.float32, torch.float64: np.float64}
+#: The kernel's dtypes (the core's state dtypes) as torch dtypes, with their NumPy dtypes.
+_NUMPY_OF: dict[torch.dtype, np.dtype] = {getattr(torch, d.name): d for d in STATE_DTYPES}
+#: The torch-operations path also takes bfloat16.
+_TORCH_DTYPES = (*_NUMPY_OF, torch.bfloat16)
+#: How this API spells (lr, beta1, beta2, eps) in messages (see check_optimizer_hyper).
+_NAMES = ("lr", "betas[0] (beta1)", "betas[1] (beta2)", "eps")
 
 
 # --------------------------------------------------------------------------- argument checks
@@ -65,38 +74,18 @@ _NUMPY_OF = {torch.float16: np.float16, torch.float32: np.float32, torch.float64
 
 def _as_number(value: Any) -> float | None:
     """A real number (Python, NumPy, or a one-element tensor) as a float; None otherwise."""
-    if isinstance(value, bool):
-        return None
     if isinstance(value, torch.Tensor):
         if value.numel() != 1 or value.is_complex() or value.dtype == torch.bool:
             return None
         return float(value.detach().reshape(()).item())
-    if isinstance(value, (numbers.Real, np.integer, np.floating)):
-        return float(value)
-    return None
+    return as_number(value)
 
 
 def _check_hyper(where: str, lr: Any, betas: Any, eps: Any, implementation: Any) -> None:
     """Validate one set of hyper-parameters; ``where`` prefixes the names (a group's index)."""
-    lr_value = _as_number(lr)
-    if lr_value is None or not lr_value >= 0:
-        raise ValueError(f"{where}lr: expected a number >= 0, got {lr!r}")
-    if (
-        not isinstance(betas, (tuple, list))
-        or len(betas) != 2
-        or any(_as_number(beta) is None for beta in betas)
-    ):
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
         raise ValueError(f"{where}betas: expected a pair (beta1, beta2) of numbers, got {betas!r}")
-    for index, beta in enumerate(betas):
-        value = _as_number(beta)
-        if not 0 <= value < 1:  # type: ignore[operator]
-            raise ValueError(
-                f"{where}betas[{index}] (beta{index + 1}): expected a number in [0, 1), "
-                f"got {beta!r}"
-            )
-    eps_value = _as_number(eps)
-    if eps_value is None or not eps_value >= 0:
-        raise ValueError(f"{where}eps: expected a number >= 0, got {eps!r}")
+    check_optimizer_hyper(lr, betas[0], betas[1], eps, names=_NAMES, where=where, read=_as_number)
     if implementation not in _IMPLEMENTATIONS:
         raise ValueError(
             f"{where}implementation: expected one of {', '.join(map(repr, _IMPLEMENTATIONS))}, "
@@ -138,10 +127,10 @@ def _check_param(
                 "implementation='torch' to update bfloat16 tensors with torch operations (each "
                 "operation rounded to bfloat16; not bit-exact to any reference)"
             )
-        if param.dtype not in _KERNEL_DTYPES:
-            raise TypeError(f"{label}: expected dtype float16, float32 or float64")
+        if param.dtype not in _NUMPY_OF:
+            raise TypeError(f"{label}: expected dtype {STATE_DTYPES_TEXT}")
     elif param.dtype not in _TORCH_DTYPES:
-        raise TypeError(f"{label}: expected dtype float16, bfloat16, float32 or float64")
+        raise TypeError(f"{label}: expected dtype bfloat16, {STATE_DTYPES_TEXT}")
     return kernel
 
 
@@ -388,14 +377,13 @@ def _scalar(value: Any) -> Any:
     return value
 
 
-def _to_dtype(value: Any, dtype: torch.dtype) -> torch.Tensor:
-    """A 0-d CPU tensor of ``dtype`` holding ``value`` converted by the SPEC's scalar rules."""
-    if isinstance(value, np.floating) and dtype != torch.bfloat16:
-        return torch.from_numpy(np.asarray(value).astype(_NUMPY_OF[dtype]))
+def _to_dtype(name: str, value: Any, dtype: torch.dtype) -> torch.Tensor:
+    """A 0-d CPU tensor of ``dtype`` holding ``value`` converted by the SPEC's scalar rules
+    (:func:`~amsgrad.core.contract.scalar_to_dtype`, as on the kernel path; bfloat16 from the
+    float32 value)."""
     if dtype == torch.bfloat16:
-        as_f32 = torch.from_numpy(scalar_to_dtype("hyper-parameter", value, np.dtype(np.float32)))
-        return as_f32.to(torch.bfloat16)
-    return torch.from_numpy(scalar_to_dtype("hyper-parameter", value, np.dtype(_NUMPY_OF[dtype])))
+        return torch.from_numpy(scalar_to_dtype(name, value, F32)).to(torch.bfloat16)
+    return torch.from_numpy(scalar_to_dtype(name, value, _NUMPY_OF[dtype]))
 
 
 def _torch_scalars(
@@ -413,8 +401,9 @@ def _torch_scalars(
     are the kernel's values bit for bit).
     """
     one = torch.ones((), dtype=dtype)
+    given = Hyper(beta1_power, beta2_power, lr, beta1, beta2, eps)
     b1p, b2p, lr_d, b1, b2, eps_d = (
-        _to_dtype(value, dtype) for value in (beta1_power, beta2_power, lr, beta1, beta2, eps)
+        _to_dtype(name, value, dtype) for name, value in zip(HYPER_NAMES, given, strict=True)
     )
     lr_t = (lr_d * _sqrt64(one - b2p)) / (one - b1p)
     return lr_t, one - b1, one - b2, eps_d
