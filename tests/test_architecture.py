@@ -69,8 +69,13 @@ def imports(path: Path) -> list[tuple[str, list[str], int]]:
     return found
 
 
+# The public methods of named tuples, whose names start with an underscore.
+NAMEDTUPLE_API = {"_make", "_replace", "_asdict", "_fields", "_field_defaults"}
+
+
 def is_private(name: str) -> bool:
-    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+    dunder = name.startswith("__") and name.endswith("__")
+    return name.startswith("_") and not dunder and name not in NAMEDTUPLE_API
 
 
 def resolved_targets(base: str, names: list[str]) -> list[str]:
