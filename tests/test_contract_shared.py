@@ -20,7 +20,7 @@ import pytest
 
 import amsgrad
 from amsgrad.core import contract, dtypes
-from conftest import DOC_HYPER, assert_bits_equal, doc_state
+from helpers import DOC_HYPER, assert_bits_equal, doc_state
 
 NAMES = contract.ARG_NAMES
 SRC = Path(__file__).resolve().parent.parent / "src" / "amsgrad"
