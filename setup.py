@@ -1,16 +1,59 @@
-"""Build of the optional native kernel ``amsgrad._native`` (metadata lives in pyproject.toml).
+"""Build of the optional native extensions (metadata lives in pyproject.toml).
 
-The extension is plain C11 with the CPython API and the buffer protocol: NumPy is not a build
-dependency. ``optional=True``: without a working C compiler the install still succeeds and the
-package runs on its NumPy path.
+``amsgrad.core._native``: the fused kernel, from ``src/amsgrad/core/native/*.c`` (``module.c``
+lists the files). ``amsgrad.apps._roofline``: the memory roofline the benchmark compares with,
+from ``src/amsgrad/apps/roofline.c`` (it shares only the header ``parallel.h`` with the kernel).
+
+Both are plain C11 with the CPython API and the buffer protocol: NumPy is not a build dependency.
+Both are ``optional=True``: without a working C compiler the install still succeeds and the package
+runs on its NumPy path. Then the one-line reason is written to ``_native_build_error.txt`` next to
+where ``_native`` would be (in the build directory, so a wheel carries it), and
+``amsgrad.backend()`` reports it; a successful build removes a stale such file. Only the kernel
+writes it: a failed roofline build costs the benchmark one row, nothing else.
+
+Environment variables read by the build:
+
+* ``AMSGRAD_REQUIRE_NATIVE=1``: a failed build of the kernel is an error (the install fails),
+  for CI and for deployments that must not fall back to NumPy.
+* ``AMSGRAD_CFLAGS_EXTRA``: extra compiler flags, split like a shell command line, added after
+  the ones below, e.g. ``-Wall -Wextra -Werror`` (CI builds warning-free) or
+  ``-fsanitize=address,undefined -fno-omit-frame-pointer``; ``-fsanitize=...`` flags are passed to
+  the linker as well. ``-DAMS_AVX512_F32=1`` builds the AVX-512F float32 kernel (off by default: no
+  faster than AVX2 where measured), ``-DAMS_NO_SIMD`` only the portable kernels.
 
 Flags: -O3; -ffp-contract=off because a fused multiply-add changes the results (the kernel must be
-bit-exact); no -ffast-math; no -march=native (the wheel must run on any x86-64: the AVX2/F16C code
-is compiled per function with __attribute__((target)) and chosen at run time).
+bit-exact); no -ffast-math; no -march=native (the wheel must run on any x86-64: the AVX2/F16C and
+AVX-512F code is compiled per function with __attribute__((target)) and chosen at run time).
 """
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from pathlib import Path
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+
+NATIVE = "amsgrad.core._native"
+BUILD_ERROR_FILE = "_native_build_error.txt"
+NATIVE_DIR = "src/amsgrad/core/native"
+NATIVE_SOURCES = [
+    f"{NATIVE_DIR}/{name}.c"
+    for name in (
+        "module",
+        "apply",
+        "buffers",
+        "threads",
+        "kernels",
+        "kernels_avx2",
+        "kernels_avx512",
+    )
+]
+NATIVE_HEADERS = [
+    f"{NATIVE_DIR}/{name}.h" for name in ("internal", "half", "kernel_body", "parallel")
+]
 
 UNIX_COMPILE_ARGS = [
     "-O3",
@@ -24,26 +67,76 @@ UNIX_LINK_ARGS = ["-pthread"]
 MSVC_COMPILE_ARGS = ["/O2", "/fp:precise"]
 
 
+def _extra_flags() -> tuple[list[str], list[str]]:
+    """AMSGRAD_CFLAGS_EXTRA as (compile flags, link flags)."""
+    flags = shlex.split(os.environ.get("AMSGRAD_CFLAGS_EXTRA", ""))
+    return flags, [flag for flag in flags if flag.startswith("-fsanitize")]
+
+
+def _reason(error: Exception) -> str:
+    """One short line: the compiler command's name and source file rather than all its flags."""
+    text = " ".join(str(error).split())
+    command = re.search(r"Command '\['([^']*)'.*?'-c', '([^']*)'.*exit status (-?\d+)", text)
+    if command:
+        name, source, status = command.groups()
+        text = f"{name} -c {source} exited with status {status}"
+    text = f"{type(error).__name__}: {text}"
+    return text if len(text) <= 240 else text[:237] + "..."
+
+
+def _required() -> bool:
+    return os.environ.get("AMSGRAD_REQUIRE_NATIVE", "").strip() not in ("", "0")
+
+
 class BuildExt(build_ext):
-    """Use MSVC's spelling of the flags when the compiler is MSVC."""
+    """Compiler-specific flags, and the failure policy of the optional kernel (see above)."""
 
     def build_extensions(self) -> None:
-        if self.compiler.compiler_type == "msvc":
-            for ext in self.extensions:
+        extra_compile, extra_link = _extra_flags()
+        for ext in self.extensions:
+            if self.compiler.compiler_type == "msvc":
                 ext.extra_compile_args = list(MSVC_COMPILE_ARGS)
                 ext.extra_link_args = []
+            ext.extra_compile_args = [*ext.extra_compile_args, *extra_compile]
+            ext.extra_link_args = [*ext.extra_link_args, *extra_link]
+            if ext.name == NATIVE and _required():
+                ext.optional = False  # the error propagates: the install fails
         super().build_extensions()
+
+    def build_extension(self, ext: Extension) -> None:
+        if ext.name != NATIVE:
+            super().build_extension(ext)
+            return
+        record = Path(os.path.dirname(self.get_ext_fullpath(ext.name))) / BUILD_ERROR_FILE
+        try:
+            super().build_extension(ext)
+        except Exception as error:
+            if not _required():
+                record.parent.mkdir(parents=True, exist_ok=True)
+                record.write_text(f"build of {ext.name} failed: {_reason(error)}\n", "utf-8")
+            raise
+        record.unlink(missing_ok=True)
 
 
 setup(
     ext_modules=[
         Extension(
-            "amsgrad.core._native",
-            ["src/amsgrad/core/native/module.c"],
+            NATIVE,
+            NATIVE_SOURCES,
+            depends=NATIVE_HEADERS,
             extra_compile_args=UNIX_COMPILE_ARGS,
             extra_link_args=UNIX_LINK_ARGS,
             optional=True,
-        )
+        ),
+        Extension(
+            "amsgrad.apps._roofline",
+            ["src/amsgrad/apps/roofline.c"],
+            include_dirs=[NATIVE_DIR],
+            depends=[f"{NATIVE_DIR}/parallel.h"],
+            extra_compile_args=UNIX_COMPILE_ARGS,
+            extra_link_args=UNIX_LINK_ARGS,
+            optional=True,
+        ),
     ],
     cmdclass={"build_ext": BuildExt},
 )

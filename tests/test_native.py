@@ -1,8 +1,9 @@
 """Low-level tests of the native kernel ``amsgrad.core._native`` against the reference maths.
 
 Everything is compared bit for bit (any NaN equals any NaN). The CI always builds the extension,
-so it is imported directly. The portable (non-SIMD) code path is exercised in subprocesses with
-``AMSGRAD_SIMD=portable``.
+so it is imported directly. Most tests run the default (best) instruction-set level; the
+``level`` fixture and ``test_every_level_matches_reference`` run every level the CPU supports in
+this process (``set_simd``), and a subprocess checks ``AMSGRAD_SIMD=portable`` at import.
 """
 
 from __future__ import annotations
@@ -102,6 +103,23 @@ def threads():
     before = _native.get_num_threads()
     yield _native.set_num_threads
     _native.set_num_threads(before)
+
+
+LEVEL_NAMES = {"avx512": "avx512f+avx2+f16c", "avx2": "avx2+f16c", "portable": "portable"}
+
+
+def current_level() -> str:
+    """The level in use, by name (simd() describes it)."""
+    return {text: name for name, text in LEVEL_NAMES.items()}[_native.simd()]
+
+
+@pytest.fixture(params=_native.simd_levels())
+def level(request):
+    """Run the test on each instruction-set level this CPU supports; restore the level after."""
+    before = current_level()
+    _native.set_simd(request.param)
+    yield request.param
+    _native.set_simd(before)
 
 
 def special_values(dtype) -> np.ndarray:
@@ -494,10 +512,6 @@ def test_defensive_errors():
     with pytest.raises(TypeError):
         _native.apply(*f, hyper, 1.0)
     with pytest.raises(TypeError):
-        _native.roofline(*f[:4], np.zeros(8, np.int64))
-    with pytest.raises(ValueError):
-        _native.roofline(*f[:4], np.zeros(9, np.float32))
-    with pytest.raises(TypeError):
         _native.apply_many(f[:1], f[1:2], f[2:3], f[3:4], f[4:5])
     with pytest.raises(TypeError):
         _native.apply_many(f[0], f[1:2], f[2:3], f[3:4], f[4:5], hyper)
@@ -528,7 +542,6 @@ def test_no_reference_leaks():
             _native.apply(*state[:4], bad, hyper, 1)
         with pytest.raises(TypeError):
             _native.apply_many(*[[a, bad] for a in state], hyper)
-        _native.roofline(*state)
     assert [sys.getrefcount(a) for a in (*state, hyper)] == counts
 
 
@@ -657,24 +670,66 @@ def test_many_overlap_detection_is_exact_on_many_views():
 
 
 # ----------------------------------------------------------------------------------------------
-# roofline, simd, portable path
+# misaligned buffers
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("n", [0, 1, 13, 1000, 300_001])
-def test_roofline_moves_data(dtype, n, threads):
-    threads(3)
-    rng = np.random.default_rng(17)
-    uint = UINT[np.dtype(dtype).itemsize]
-    arrays = [rng.integers(0, 2**15, n).astype(uint).view(dtype) for _ in range(5)]
-    before = [a.view(uint).copy() for a in arrays]
-    assert _native.roofline(*arrays) is None
-    a, b, c, d, e = (x.view(uint) for x in arrays)
-    np.testing.assert_array_equal(a, before[1])
-    np.testing.assert_array_equal(b, before[2])
-    np.testing.assert_array_equal(c, before[3])
-    np.testing.assert_array_equal(d, before[4] | before[0])
-    np.testing.assert_array_equal(e, before[4])
+@pytest.mark.parametrize("n", [1, 5, 17, 40, 1001])
+def test_misaligned_buffers(dtype, n, level):
+    """Arrays at odd byte offsets (np.frombuffer on a bytearray): defined behaviour, same bits."""
+    rng = np.random.default_rng(n)
+    size = np.dtype(dtype).itemsize
+    state = make_state(rng, n, dtype)
+    hyper = make_hyper(rng, 1, dtype).ravel()
+    want = expected(state, hyper.reshape(6, 1))
+    raw = bytearray(6 * n * size + 6 * size + 8)
+    work = []
+    for k, array in enumerate([*state, hyper]):
+        view = np.frombuffer(raw, dtype, array.size, 1 + k * n * size)
+        view[:] = array
+        work.append(view)
+    assert all(a.ctypes.data % size for a in work)  # every one misaligned
+    assert _native.apply(*work, 1) is None
+    for role, g, w in zip(ROLES, work, want, strict=False):
+        assert_same(g, w, f"{dtype.__name__} n={n} misaligned {role}")
+    lists = [[w] for w in work[:5]]
+    before = [a.copy() for a in state]
+    for w, b in zip(work[:5], before, strict=True):
+        w[:] = b
+    assert _native.apply_many(*lists, work[5]) is None
+    for role, g, w in zip(ROLES, work, want, strict=False):
+        assert_same(g, w, f"{dtype.__name__} n={n} misaligned apply_many {role}")
+
+
+# ----------------------------------------------------------------------------------------------
+# instruction-set levels
+
+
+def test_simd_levels_and_names():
+    levels = _native.simd_levels()
+    assert isinstance(levels, tuple) and levels[-1] == "portable"
+    assert set(levels) <= {"avx512", "avx2", "portable"}
+    order = ("avx512", "avx2", "portable")
+    assert list(levels) == sorted(levels, key=order.index)
+    names = LEVEL_NAMES
+    before = current_level()
+    try:
+        for name in levels:
+            _native.set_simd(name)
+            assert _native.simd() == names[name]
+        _native.set_simd("best")
+        assert _native.simd() == names[levels[0]]
+        for bad in ("", "AVX2", "sse", "fma", None, 2):
+            with pytest.raises(ValueError, match="level"):
+                _native.set_simd(bad)
+        missing = [name for name in order if name not in levels]
+        for name in missing:  # a level the CPU lacks is refused, not faked
+            with pytest.raises(ValueError, match=name):
+                _native.set_simd(name)
+        assert _native.simd() == names[levels[0]]
+    finally:
+        _native.set_simd(before)
+    assert current_level() == before
 
 
 def test_simd_name():
@@ -683,50 +738,112 @@ def test_simd_name():
         assert _native.simd() == "portable"
 
 
-PORTABLE_SCRIPT = """
-import numpy as np, sys
-sys.path.insert(0, {tests!r})
-import test_native as t
-from amsgrad.core import _native
-assert _native.simd() == {expect!r}, _native.simd()
-_native.set_num_threads(3)
-rng = np.random.default_rng(0)
-for dtype in t.DTYPES:
-    for n in t.SIZES:
-        t.check(t.make_state(rng, n, dtype), t.make_hyper(rng, 1, dtype), what=f"n={{n}}")
-    t.check(t.make_state(rng, 3000, dtype), t.make_hyper(rng, 30, dtype), nrows=30)
-    vals = t.special_values(dtype)
-    state = [vals[rng.integers(0, vals.size, 20000)] for _ in range(5)]
-    t.check(state, t.make_hyper(rng, 1, dtype), what="specials")
-    uint = t.UINT[np.dtype(dtype).itemsize]
-    state = [rng.integers(0, np.iinfo(uint).max, 50000, dtype=uint).view(dtype) for _ in range(5)]
-    t.check(state, t.make_hyper(rng, 1, dtype), what="random bits")
-every = np.arange(65536, dtype=np.uint16).view(np.float16)
-for role in range(5):
-    state = t.make_state(rng, every.size, np.float16)
-    state[role] = every.copy()
-    t.check(state, t.make_hyper(rng, 1, np.float16), what="every half")
-lists = [[t.make_state(rng, n, np.float32)[r] for n in (5, 1000, 17)] for r in range(5)]
-assert _native.apply_many(*lists, np.full(6, 0.5, np.float32)) is None
-arrays = [np.arange(37, dtype=np.float16) for _ in range(5)]
-_native.roofline(*arrays)
-print("OK")
+def level_suite() -> None:
+    """The exactness checks run on each instruction-set level (set by the caller)."""
+    before = _native.get_num_threads()
+    _native.set_num_threads(3)
+    try:
+        rng = np.random.default_rng(0)
+        for dtype in DTYPES:
+            for n in SIZES:
+                check(make_state(rng, n, dtype), make_hyper(rng, 1, dtype), what=f"n={n}")
+            check(make_state(rng, 3000, dtype), make_hyper(rng, 30, dtype), nrows=30)
+            vals = special_values(dtype)
+            state = [vals[rng.integers(0, vals.size, 20000)] for _ in range(5)]
+            check(state, make_hyper(rng, 1, dtype), what="specials")
+            uint = UINT[np.dtype(dtype).itemsize]
+            state = [
+                rng.integers(0, np.iinfo(uint).max, 50000, dtype=uint).view(dtype) for _ in range(5)
+            ]
+            check(state, make_hyper(rng, 1, dtype), what="random bits")
+        every = np.arange(65536, dtype=np.uint16).view(np.float16)
+        for role in range(5):
+            state = make_state(rng, every.size, np.float16)
+            state[role] = every.copy()
+            check(state, make_hyper(rng, 1, np.float16), what="every half")
+        lists = [[make_state(rng, n, np.float32)[r] for n in (5, 1000, 17)] for r in range(5)]
+        assert _native.apply_many(*lists, np.full(6, 0.5, np.float32)) is None
+    finally:
+        _native.set_num_threads(before)
+
+
+@pytest.mark.parametrize("name", _native.simd_levels())
+def test_every_level_matches_reference(name):
+    before = current_level()
+    _native.set_simd(name)
+    try:
+        level_suite()
+    finally:
+        _native.set_simd(before)
+
+
+ENV_SCRIPT = """
+import warnings
+warnings.simplefilter("always")
+with warnings.catch_warnings(record=True) as caught:
+    from amsgrad.core import _native
+for w in caught:
+    print("WARNING", w.category.__name__, w.message)
+print(_native.simd(), _native.get_num_threads())
 """
 
 
-def test_portable_path_matches_reference():
+def test_environment_selects_the_level():
+    levels = _native.simd_levels()
+    names = LEVEL_NAMES
+    best = names[levels[0]]
+    for value, want in [
+        ("portable", "portable"),
+        ("avx2", names["avx2"] if "avx2" in levels else "portable"),
+        ("avx512", best),
+        ("best", best),
+        ("", best),
+    ]:
+        out = run_python(ENV_SCRIPT, AMSGRAD_SIMD=value).splitlines()
+        assert out[-1].split()[0] == want, (value, out)
+        assert not [line for line in out if line.startswith("WARNING")], (value, out)
+
+
+def test_invalid_environment_warns_once():
+    for value in ("fast", "AVX2", "sse4"):
+        out = run_python(ENV_SCRIPT, AMSGRAD_SIMD=value).splitlines()
+        warned = [line for line in out if line.startswith("WARNING")]
+        assert len(warned) == 1, out
+        assert "RuntimeWarning" in warned[0] and "AMSGRAD_SIMD" in warned[0]
+        assert all(word in warned[0] for word in ("portable", "avx2", "avx512", "best"))
+        assert out[-1].split()[0] == LEVEL_NAMES[_native.simd_levels()[0]]
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    for value in ("0", "-2", "abc", "3x"):
+        out = run_python(ENV_SCRIPT, AMSGRAD_NUM_THREADS=value).splitlines()
+        warned = [line for line in out if line.startswith("WARNING")]
+        assert len(warned) == 1, out
+        assert "RuntimeWarning" in warned[0] and "AMSGRAD_NUM_THREADS" in warned[0]
+        assert out[-1].split()[1] == str(available)
+    out = run_python(ENV_SCRIPT, AMSGRAD_NUM_THREADS="2").splitlines()
+    assert out == [out[-1]] and out[-1].split()[1] == "2"
+
+
+def test_invalid_environment_as_error_fails_the_import():
+    code = "from amsgrad.core import _native"
+    full_env = dict(os.environ, AMSGRAD_SIMD="nope", PYTHONWARNINGS="error::RuntimeWarning")
+    full_env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=full_env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode != 0 and "AMSGRAD_SIMD" in proc.stderr
+
+
+def test_portable_path_from_environment():
+    """AMSGRAD_SIMD=portable at import: the portable kernels run (no set_simd involved)."""
     tests_dir = os.path.dirname(os.path.abspath(__file__))
-    script = PORTABLE_SCRIPT.format(tests=tests_dir, expect="portable")
+    script = f"""
+import sys
+sys.path.insert(0, {tests_dir!r})
+import test_native as t
+from amsgrad.core import _native
+assert _native.simd() == "portable", _native.simd()
+t.level_suite()
+print("OK")
+"""
     out = run_python(script, AMSGRAD_SIMD="portable")
-    assert out.endswith("OK")
-
-
-def test_avx2_path_matches_reference_where_avx512_is_default():
-    # On an AVX-512 machine the in-process tests run the AVX-512 float16 kernel; this runs the
-    # AVX2 one (AMSGRAD_SIMD=avx2) through the same checks.
-    if _native.simd() != "avx512f+avx2+f16c":
-        pytest.skip("the AVX2 kernels are the default here: the other tests cover them")
-    tests_dir = os.path.dirname(os.path.abspath(__file__))
-    script = PORTABLE_SCRIPT.format(tests=tests_dir, expect="avx2+f16c")
-    out = run_python(script, AMSGRAD_SIMD="avx2")
     assert out.endswith("OK")

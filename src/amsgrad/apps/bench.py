@@ -7,8 +7,9 @@ What is timed, per call of one optimizer step (var, m, v, vhat updated in place 
 
 * ``amsgrad``: :func:`amsgrad.apply_adam_with_amsgrad_v2` (one tensor) or
   :func:`amsgrad.apply_adam_with_amsgrad_v2_many` (many tensors in one call);
-* ``roofline``: ``amsgrad.core._native.roofline``, a loop with the five reads and four writes and
-  no arithmetic, with the kernel's vectorization and threading: the memory-bandwidth ceiling;
+* ``roofline``: ``amsgrad.apps._roofline.roofline`` (an optional extension of its own), a loop
+  with the five reads and four writes and no arithmetic, with the kernel's vectorization and
+  threading: the memory-bandwidth ceiling;
 * ``numpy``: the update written naively as NumPy expressions (single-threaded);
 * ``torch``: ``torch.optim.Adam(amsgrad=True, fused=True)``, ``opt.step()`` with grads set;
 * ``tensorflow``: ``tf.raw_ops.ResourceApplyAdamWithAmsgrad`` on resource variables, eager for
@@ -94,7 +95,7 @@ LABELS = {
 DESCRIPTIONS = {
     "amsgrad": "amsgrad.apply_adam_with_amsgrad_v2 (one tensor) / "
     "apply_adam_with_amsgrad_v2_many (many tensors, one call); amsgrad.set_num_threads(n)",
-    "roofline": "amsgrad.core._native.roofline(a, b, c, d, e): the same 5 reads and 4 writes, no "
+    "roofline": "amsgrad.apps._roofline.roofline(a, b, c, d, e): the same 5 reads and 4 writes, no "
     "arithmetic, same vectorization and threading (many tensors: one call on the same total "
     "number of elements)",
     "numpy": "the update as NumPy expressions (in-place m +=, v +=, np.maximum(out=), var -=); "
@@ -271,14 +272,20 @@ def _setup_amsgrad(case: dict[str, Any]) -> _Bench:
 
 def _setup_roofline(case: dict[str, Any]) -> _Bench:
     import amsgrad
-    from amsgrad.core import kernel as _kernel
 
-    native = getattr(_kernel, "_native", None)
-    if native is None or not hasattr(native, "roofline"):
-        raise _Skip("amsgrad.core._native (with roofline) is not built: no roofline")
+    try:
+        from amsgrad.apps import _roofline  # type: ignore[attr-defined]
+    except ImportError as error:
+        raise _Skip(f"amsgrad.apps._roofline is not built ({error}): no roofline") from None
     total = dict(case, tensors=1, size=case["tensors"] * case["size"])
     arrays = [items[0] for items in _host_state(total, seed=1)]
-    return _Bench(functools.partial(native.roofline, *arrays), threads=amsgrad.set_num_threads)
+
+    def threads(count: int) -> None:
+        amsgrad.set_num_threads(count)
+        _roofline.set_num_threads(amsgrad.get_num_threads())
+
+    threads(amsgrad.get_num_threads())
+    return _Bench(functools.partial(_roofline.roofline, *arrays), threads=threads)
 
 
 def _naive_numpy_step(var: Any, m: Any, v: Any, vhat: Any, grad: Any) -> None:
