@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import ast
 import math
 from pathlib import Path
 
@@ -282,23 +281,3 @@ def test_torch_paths_convert_numpy_float_hyper_parameters_alike():
             opt.step()
         results.append(p.detach().numpy().copy())
     assert_bits_equal(results[0], results[1])
-
-
-# --------------------------------------------------------------------------- module boundaries
-
-
-def test_src_imports_no_private_name_of_another_module():
-    offenders = []
-    for path in sorted(SRC.rglob("*.py")):
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        for node in ast.walk(tree):
-            if not (isinstance(node, ast.ImportFrom) and (node.module or "").startswith("amsgrad")):
-                continue
-            for alias in node.names:
-                name = alias.name
-                if not name.startswith("_") or name.startswith("__"):
-                    continue
-                if (path.name, node.module, name) == ("kernel.py", "amsgrad.core", "_native"):
-                    continue  # the extension module itself
-                offenders.append(f"{path.relative_to(SRC)}: from {node.module} import {name}")
-    assert not offenders, offenders

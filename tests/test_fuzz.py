@@ -9,7 +9,7 @@ import fuzz_differential
 
 
 def test_fuzzer_short_run():
-    assert fuzz_differential.fuzz(cases=400, seconds=None, seed=20261128) == 400
+    assert fuzz_differential.fuzz(cases=1500, seconds=None, seed=20261128) == 1500
 
 
 @pytest.mark.slow

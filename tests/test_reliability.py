@@ -127,11 +127,13 @@ def test_blocked_copies_equal_one_contiguous_call(monkeypatch, batched):
 @pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs signal.setitimer")
 @pytest.mark.parametrize("many", [False, True])
 def test_a_signal_during_a_strided_update_does_not_leave_it_half_done(each_backend, many):
-    """A KeyboardInterrupt raised by a signal handler mid-update arrives after the update."""
+    """A KeyboardInterrupt raised by a signal handler mid-update leaves all four arrays updated
+    (it is held until the update is written) or none (it arrived before the first write)."""
     rng = np.random.default_rng(5)
     wide = [rng.random((4000, 2000), dtype=np.float32) for _ in range(5)]
     views = [array[:, ::2] for array in wide]  # strided: the blocked (or NumPy) path
-    expected = [np.ascontiguousarray(view) for view in views]
+    original = [np.ascontiguousarray(view) for view in views]
+    expected = [array.copy() for array in original]
     amsgrad.apply_adam_with_amsgrad_v2(*expected[:4], *HYPER, expected[4])
 
     def interrupt(signum, frame):
@@ -151,5 +153,7 @@ def test_a_signal_during_a_strided_update_does_not_leave_it_half_done(each_backe
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-    for name, got, want in zip(("var", "m", "v", "vhat"), views, expected, strict=False):
-        assert_bits_equal(got, want, name)
+    untouched = all(np.array_equal(got, was) for got, was in zip(views, original, strict=False))
+    if not untouched:
+        for name, got, want in zip(("var", "m", "v", "vhat"), views, expected, strict=False):
+            assert_bits_equal(got, want, name)
