@@ -34,7 +34,7 @@ def test_quick_run_writes_results(tmp_path: Path) -> None:
     table = [line for line in markdown.splitlines() if line.startswith("| float32")]
     assert any("| amsgrad |" in line for line in table)
     assert any("| roofline (memory bound) |" in line for line in table)
-    assert "## Targets" in markdown
+    assert "## Speed goals" in markdown
 
     rows = report["results"]
     ours = [row for row in rows if row["peer"] == "amsgrad"]

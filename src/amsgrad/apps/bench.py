@@ -1048,7 +1048,7 @@ def _threads_word(count: int) -> str:
 
 
 def _targets(results: list[dict[str, Any]], threads: list[int]) -> list[dict[str, Any]]:
-    """The issue's target ratios, computed from this run; each says met / not met / missing."""
+    """The project's speed goals as ratios within this run; each says met, not met or missing."""
     targets: list[dict[str, Any]] = []
 
     def missing(name: str, what: list[tuple[str, dict[str, Any] | None]]) -> bool:
@@ -1235,7 +1235,7 @@ def _markdown(report: dict[str, Any]) -> str:
         "",
         f"Method: {report['method']}",
         "",
-        "## Targets",
+        "## Speed goals",
         "",
         *_target_lines(report),
         "",
@@ -1264,7 +1264,7 @@ def _console(report: dict[str, Any], out: Path) -> str:
     lines = [
         *_summary_table(report),
         "",
-        "Targets:",
+        "Speed goals:",
         *(f"  {t['status']:>12}: {t['target']} ({t['detail']})" for t in report["targets"]),
     ]
     if report["notes"]:
