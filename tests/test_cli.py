@@ -80,7 +80,10 @@ def test_python_m_amsgrad_demo_subprocess():
     assert done.returncode == 0, done.stdout + done.stderr
     assert "result: MATCH" in done.stdout
     assert PUBLISHED_LINES[0] in done.stdout
-    assert done.stderr == ""
+    if amsgrad.backend().startswith("numpy (native kernel not built"):  # says so, once
+        assert done.stderr.count("the native kernel is not available") == 1
+    else:
+        assert done.stderr == ""
 
 
 # --------------------------------------------------------------------------- reddi2018
