@@ -202,9 +202,7 @@ def replay(entry: dict[str, Any], arrays: dict[str, np.ndarray]) -> Iterator[Opt
         opt.moment1[name] = arrays[f"moment1/{name}"][0].copy()
         opt.moment2[name] = arrays[f"moment2/{name}"][0].copy()
         opt.vhat[name] = arrays[f"vhat/{name}"][0].copy()
-    recorded_lr = {
-        int(k.split("/")[1]): v for k, v in arrays.items() if k.startswith("lr/")
-    }
+    recorded_lr = {int(k.split("/")[1]): v for k, v in arrays.items() if k.startswith("lr/")}
     for t in range(entry["steps"]):
         step(opt, {n: arrays[f"grad/{n}"][t] for n in opt.names}, recorded_lr)
         yield opt

@@ -22,7 +22,8 @@ It writes ``tests/golden/replay/``:
 
 The gradients are fixed seeded random arrays fed straight to the optimizer
 (``optimizer(gradients)`` in PyNative mode on CPU), so a replay needs no model. Everything is
-deterministic (fixed seeds, fixed zip timestamps): running it again rewrites the same files.
+deterministic (fixed seeds, fixed zip timestamps): running it again rewrites the same files,
+but for ``ckpt/optimizer_encrypted.ckpt`` (AES-GCM draws a random nonce; its checksum changes).
 """
 
 from __future__ import annotations
@@ -278,7 +279,7 @@ def run_config(config: dict, seed: int) -> tuple[dict, dict, object]:
     rec: dict[str, list] = {}
 
     def record() -> None:
-        for p, m1, m2, vh in zip(opt.parameters, opt.moment1, opt.moment2, opt.vhat):
+        for p, m1, m2, vh in zip(opt.parameters, opt.moment1, opt.moment2, opt.vhat, strict=True):
             rec.setdefault(f"param/{p.name}", []).append(p.asnumpy().copy())
             rec.setdefault(f"moment1/{p.name}", []).append(m1.asnumpy().copy())
             rec.setdefault(f"moment2/{p.name}", []).append(m2.asnumpy().copy())
@@ -330,8 +331,10 @@ def refused() -> list[dict]:
 
     def attempt(what: str, dtype, wd: float, gc: bool) -> dict:
         net = nn.Dense(16, 16, dtype=dtype)
-        params = [{"params": net.trainable_params(), "grad_centralization": True}] if gc else (
-            net.trainable_params()
+        params = (
+            [{"params": net.trainable_params(), "grad_centralization": True}]
+            if gc
+            else (net.trainable_params())
         )
         opt = nn.Adam(params, learning_rate=0.01, use_amsgrad=True, weight_decay=wd)
         grads = tuple(Tensor(np.ones(p.shape), dtype) for p in opt.parameters)
@@ -341,7 +344,8 @@ def refused() -> list[dict]:
         except Exception as e:  # recorded, not raised
             text = str(e)
             lines = [ln.strip() for ln in text.splitlines() if ln.strip() and "----" not in ln]
-            message = next((ln for ln in lines if "Unsupported op" in ln), lines[0] if lines else "")
+            first = lines[0] if lines else ""
+            message = next((ln for ln in lines if "Unsupported op" in ln), first)
             result = {"kind": "error", "type": type(e).__name__, "message": message[:400]}
         return {"case": what, "dtype": str(dtype), "weight_decay": wd, "result": result}
 
@@ -401,8 +405,13 @@ def checkpoints(opt, workdir: Path) -> list[dict]:
     # An encrypted checkpoint: this project cannot read it and must say so.
     enc = ms_wrote("optimizer_encrypted.ckpt", enc_key=b"0123456789abcdef", enc_mode="AES-GCM")
     entries.append(
-        {"file": "ckpt/optimizer_encrypted.ckpt", "writer": "mindspore", "format": "ckpt",
-         "encrypted": True, "sha256": sha256(enc)}
+        {
+            "file": "ckpt/optimizer_encrypted.ckpt",
+            "writer": "mindspore",
+            "format": "ckpt",
+            "encrypted": True,
+            "sha256": sha256(enc),
+        }
     )
 
     # This project's writer, read back by MindSpore.
@@ -417,6 +426,7 @@ def checkpoints(opt, workdir: Path) -> list[dict]:
         "flag": np.array([True, False]),
         "empty": np.zeros((0, 3), dtype=np.float32),
     }
+    ours = dict(sorted(ours.items()))  # the order the tests rebuild from checkpoints.npz
     for k, v in ours.items():
         arrays[f"ours/{k}"] = v
     for fmt in ("ckpt", "safetensors"):
@@ -438,8 +448,14 @@ def checkpoints(opt, workdir: Path) -> list[dict]:
         except Exception as e:
             result = {"read_back_exact": False, "error": f"{type(e).__name__}: {str(e)[:300]}"}
         entries.append(
-            {"file": None, "writer": "amsgrad", "format": fmt, "tensors": "ours/*",
-             "sha256": sha256(path), **result}
+            {
+                "file": None,
+                "writer": "amsgrad",
+                "format": fmt,
+                "tensors": "ours/*",
+                "sha256": sha256(path),
+                **result,
+            }
         )
         # The optimizer checkpoint, re-written by this project, read back by MindSpore.
         src = mc.load_checkpoint(ckdir / "optimizer.ckpt")
@@ -453,8 +469,14 @@ def checkpoints(opt, workdir: Path) -> list[dict]:
             for k in src
         )
         entries.append(
-            {"file": None, "writer": "amsgrad", "format": fmt, "tensors": "optimizer.ckpt/*",
-             "sha256": sha256(path), "read_back_exact": bool(same)}
+            {
+                "file": None,
+                "writer": "amsgrad",
+                "format": fmt,
+                "tensors": "optimizer.ckpt/*",
+                "sha256": sha256(path),
+                "read_back_exact": bool(same),
+            }
         )
     write_npz(OUT / "checkpoints.npz", arrays)
     return entries

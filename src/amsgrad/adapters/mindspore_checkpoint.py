@@ -36,6 +36,7 @@ widened to float32 (exact).
 from __future__ import annotations
 
 import binascii
+import contextlib
 import json
 import math
 import os
@@ -197,7 +198,8 @@ def _fields(data: bytes, pos: int, end: int) -> list[tuple[int, int, int, int]]:
             length, pos = _varint(data, pos, end)
             if length > end - pos:
                 raise _Bad(
-                    f"truncated (a field declares {length} bytes, {end - pos} remain in its message)"
+                    f"truncated (a field declares {length} bytes, {end - pos} remain in its "
+                    "message)"
                 )
             out.append((number, wire, pos, pos + length))
             pos += length
@@ -443,7 +445,7 @@ def save_checkpoint(
     Raises TypeError for an unsupported value or dtype, ValueError for a bad name or format.
     """
     fmt = _format_of(path, format, reading=False)
-    items = []
+    items: list[tuple[str, Any]] = []
     for name, value in tensors.items():
         if not isinstance(name, str) or not name:
             raise ValueError(f"checkpoint names must be non-empty strings, got {name!r}")
@@ -459,10 +461,7 @@ def save_checkpoint(
         if key not in _CKPT_NAME:
             raise TypeError(f"{name!r}: dtype {array.dtype} cannot be stored in a checkpoint")
         items.append((name, np.asarray(array, dtype=array.dtype.newbyteorder("<"), order="C")))
-    if fmt == "safetensors":
-        chunks = _safetensors_bytes(items)
-    else:
-        chunks = _ckpt_bytes(items)
+    chunks = _safetensors_bytes(items) if fmt == "safetensors" else _ckpt_bytes(items)
     _write_atomically(Path(path), chunks)
 
 
@@ -489,7 +488,8 @@ def _ckpt_bytes(items: list[tuple[str, Any]]) -> list[bytes]:
             dims, dtype = [0], "str"
             contents = [np.array(value).astype("<U").tobytes()]
         else:
-            dims, dtype = list(value.shape), _CKPT_NAME[value.dtype.kind + str(value.dtype.itemsize)]
+            dims = list(value.shape)
+            dtype = _CKPT_NAME[value.dtype.kind + str(value.dtype.itemsize)]
             raw = value.tobytes()
             contents = [raw[i : i + CHUNK_BYTES] for i in range(0, len(raw), CHUNK_BYTES)] or [b""]
         dims_bytes = b"".join(_put_varint(1 << 3 | 0) + _put_varint(d) for d in dims)
@@ -499,11 +499,34 @@ def _ckpt_bytes(items: list[tuple[str, Any]]) -> list[bytes]:
     return chunks
 
 
+_ST_ORDER = (
+    "BOOL",
+    "U8",
+    "I8",
+    "I16",
+    "U16",
+    "F16",
+    "BF16",
+    "I32",
+    "U32",
+    "F32",
+    "F64",
+    "I64",
+    "U64",
+)
+
+
+def _st_rank(array: np.ndarray) -> int:
+    return _ST_ORDER.index(_ST_NAME[array.dtype.kind + str(array.dtype.itemsize)])
+
+
 def _safetensors_bytes(items: list[tuple[str, Any]]) -> list[bytes]:
     header: dict[str, Any] = {"__metadata__": {"format": "ms"}}
     data = []
     position = 0
-    for name, array in sorted(items, key=lambda item: item[0]):
+    # The data in the order the reference implementation writes it: dtype (its enumeration
+    # order, descending), then name; so the files match those MindSpore writes byte for byte.
+    for name, array in sorted(items, key=lambda item: (-_st_rank(item[1]), item[0])):
         if name == "__metadata__":
             raise ValueError("'__metadata__' is reserved in safetensors files")
         raw = array.tobytes()
@@ -531,18 +554,15 @@ def _write_atomically(path: Path, chunks: list[bytes]) -> None:
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise
     try:  # make the rename itself durable (POSIX; not possible on every platform)
         dir_fd = os.open(folder, os.O_RDONLY)
     except OSError:
         return
     try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
+        with contextlib.suppress(OSError):
+            os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
