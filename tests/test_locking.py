@@ -78,9 +78,14 @@ def test_same_var_waits_for_its_lock_and_other_vars_do_not():
 
 
 def test_views_of_one_buffer_share_a_lock_and_without_locking_no_lock_is_taken():
+    # Locks are keyed on memory: while base is locked, its views are busy, other arrays not.
     base = np.zeros(10, np.float32)
-    assert lock_for(base[:5]) is lock_for(base) is lock_for(base[5:])
-    assert lock_for(np.zeros(3, np.float32)) is not lock_for(base)
+    with lock_for(base):
+        assert not lock_for(base[:5]).acquire(blocking=False)
+        assert not lock_for(base[5:]).acquire(blocking=False)
+        other = lock_for(np.zeros(3, np.float32))
+        assert other.acquire(blocking=False)
+        other.release()
     (var, m, v, vhat), grad = _state(4)
     with lock_for(var):  # a non-reentrant lock: use_locking=False must not try to take it
         amsgrad.apply_adam_with_amsgrad_v2(var, m, v, vhat, *HYPER, grad, use_locking=False)

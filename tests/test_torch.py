@@ -440,7 +440,10 @@ def test_bfloat16_on_the_kernel_path_is_a_clear_error():
 def test_bfloat16_with_torch_operations():
     model = make_mlp(torch.bfloat16)
     x, y = data(torch.bfloat16)
-    opt = AMSGradV2(model.parameters(), lr=1e-2, eps=1e-3, implementation="torch")
+    # betas that stay below 1 in bfloat16 (the default beta2=0.999 rounds to 1.0: refused)
+    opt = AMSGradV2(
+        model.parameters(), lr=1e-2, betas=(0.9, 0.99), eps=1e-3, implementation="torch"
+    )
     first = None
     for _ in range(60):
         opt.zero_grad()

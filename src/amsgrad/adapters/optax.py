@@ -39,8 +39,9 @@ import numpy as np
 import optax
 
 from amsgrad.adapters.jax import moments
-from amsgrad.core.contract import Hyper, check_optimizer_hyper, scalar_to_dtype
+from amsgrad.core.contract import Hyper, scalar_to_dtype
 from amsgrad.core.dtypes import STATE_DTYPES_TEXT, is_state_dtype
+from amsgrad.core.optimizers import check_hyper_in_dtype, check_optimizer_hyper
 
 __all__ = ["AmsgradV2State", "amsgrad_v2"]
 
@@ -90,24 +91,37 @@ def amsgrad_v2(
 
     Leaves must be float16, float32 or float64 (float64 with ``jax_enable_x64``) arrays; the
     arithmetic of each leaf is done in its dtype, operation by operation, as the operator's.
-    Raises ValueError naming the argument for an invalid hyper-parameter.
+    Raises ValueError naming the argument for an invalid hyper-parameter, and at ``init`` for
+    one that rounds to a degenerate value in a leaf's dtype (a beta below 1 that rounds to 1, an
+    eps above 0 that rounds to 0: 1e-8 in float16).
     """
     _check_hyper(learning_rate, b1, b2, eps)
     b1_f32 = np.float32(b1)
     b2_f32 = np.float32(b2)
 
     def init_fn(params: optax.Params) -> AmsgradV2State:
-        def zeros(leaf: Any) -> jax.Array:
-            _leaf_dtype(leaf)
+        checked: set[np.dtype] = set()
+
+        def zeros(path: Any, leaf: Any) -> jax.Array:
+            dtype = _leaf_dtype(leaf)
+            if dtype not in checked:  # the leaves' dtype is known here: refuse degenerate values
+                check_hyper_in_dtype(
+                    b1, b2, eps, dtype, names=_NAMES,
+                    where=f"amsgrad_v2: for the leaf {jax.tree_util.keystr(path) or 'params'} "
+                    f"of dtype {dtype}, ",
+                )  # fmt: skip
+                checked.add(dtype)
             return jnp.zeros_like(leaf)
+
+        m = jax.tree_util.tree_map_with_path(zeros, params)
 
         return AmsgradV2State(
             count=jnp.zeros([], jnp.int32),
             beta1_power=jnp.ones([], jnp.float32),
             beta2_power=jnp.ones([], jnp.float32),
-            m=jax.tree.map(zeros, params),
-            v=jax.tree.map(zeros, params),
-            vhat=jax.tree.map(zeros, params),
+            m=m,
+            v=jax.tree.map(jnp.zeros_like, m),
+            vhat=jax.tree.map(jnp.zeros_like, m),
         )
 
     def update_fn(

@@ -23,8 +23,9 @@ builders) decide from an argument's dtype, shape and kind alone, so every backen
 JAX in :mod:`amsgrad.adapters.jax`) raises the same exception with the same message for the same
 mistake. :func:`resolve` and :func:`resolve_many` apply them to NumPy arrays and turn the eleven
 arguments into a :class:`Plan` (arrays of dtype T plus a ``(6, rows)`` hyper-parameter table).
-:func:`check_optimizer_hyper` holds the range checks of the optimizer adapters (PyTorch, Optax).
-The dtype table itself is :mod:`amsgrad.core.dtypes`.
+The optimizer adapters' own checks are in :mod:`amsgrad.core.optimizers`, memory overlap in
+:mod:`amsgrad.core.overlap`, ``use_locking``'s locks in :mod:`amsgrad.core.locks` (re-exported
+here), the dtype table in :mod:`amsgrad.core.dtypes`.
 
 Messages name the argument with :func:`label` (``lr (the 7th input)``) and say what was expected
 and what was got (:func:`describe`); they are built only when an error is raised.
@@ -33,9 +34,7 @@ and what was got (:func:`describe`); they are built only when an error is raised
 from __future__ import annotations
 
 import math
-import weakref
-from collections.abc import Callable, Sequence
-from threading import Lock
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -53,6 +52,15 @@ from amsgrad.core.dtypes import (
     is_state_dtype,
     is_tensor_dtype,
 )
+from amsgrad.core.locks import lock_for, lock_many
+from amsgrad.core.overlap import (
+    OverlapUndecidedError,
+    byte_bounds,
+    find_overlap,
+    may_overlap_itself,
+    overlap_error,
+    undecided_error,
+)
 
 __all__ = [
     "ARG_NAMES",
@@ -63,11 +71,10 @@ __all__ = [
     "DtypeConversionError",
     "Hyper",
     "ManyPlan",
+    "OverlapUndecidedError",
     "Plan",
     "ScalarRangeError",
-    "as_number",
     "check_grad_meta",
-    "check_optimizer_hyper",
     "check_state_meta",
     "check_use_locking",
     "describe",
@@ -78,12 +85,17 @@ __all__ = [
     "is_scalar",
     "label",
     "lock_for",
+    "lock_many",
+    "many_names",
     "overlap_error",
+    "refused_scalar_error",
     "resolve",
     "resolve_many",
     "scalar_to_dtype",
+    "separate_grads",
     "state_type_error",
     "tensor_dtype_to",
+    "undecided_error",
 ]
 
 
@@ -178,19 +190,12 @@ def describe(value: Any) -> str:
     if isinstance(value, np.ndarray):
         return f"an array of dtype {value.dtype} and shape {value.shape}"
     if isinstance(value, np.generic):
-        return f"a NumPy {value.dtype} scalar"
+        # The type's own name: np.longlong is not np.int64 although both are 64-bit integers
+        return f"a NumPy {type(value).__name__} scalar"
     text = repr(value)
     if len(text) > 40:
         text = text[:37] + "..."
     return f"{type(value).__name__} {text}"
-
-
-def overlap_error(first: str, second: str) -> ValueError:
-    """The error for two state/gradient arrays that share memory."""
-    return ValueError(
-        f"{first} and {second} share memory: var, m, v, vhat and grad must be distinct, "
-        "non-overlapping arrays (the update writes four of them in place)"
-    )
 
 
 # --------------------------------------------------------------------------- metadata checks
@@ -227,6 +232,13 @@ def check_state_meta(
     ValueError (another shape).
     """
     if not is_state_dtype(dtype):
+        if not dtype.isnative and is_state_dtype(dtype.newbyteorder("=")):
+            raise TypeError(
+                f"{label(name)}: expected dtype {STATE_DTYPES_TEXT} in the machine's byte "
+                f"order, got an array of dtype {dtype.str} (byte-swapped); the update writes it "
+                "in place, so it cannot be converted: pass "
+                f"{name}.astype({name}.dtype.newbyteorder('=')) and keep that copy as the state"
+            )
         raise TypeError(
             f"{label(name)}: expected dtype {STATE_DTYPES_TEXT}, got an array of dtype {dtype}"
         )
@@ -240,6 +252,9 @@ def check_state_meta(
 
 
 _NO_CAST: tuple[np.dtype, ...] = ()
+#: float16's largest finite value and smallest normal one: a float32 between them (or 0) rounds
+#: to float16 with no overflow and no underflow; one of magnitude at most F16_ZERO rounds to 0.
+F16_MAX, F16_NORMAL, F16_ZERO = 65504.0, 2.0**-14, 2.0**-25
 
 
 def tensor_dtype_to(
@@ -255,6 +270,8 @@ def tensor_dtype_to(
     """
     if dtype == target and not weak:
         return _NO_CAST
+    if not dtype.isnative:  # a byte-swapped grad or hyper-parameter is read, so converted
+        return tensor_dtype_to(name, dtype.newbyteorder("="), target, weak) or (target,)
     if not is_tensor_dtype(dtype):
         raise TypeError(
             f"{label(name)}: expected a tensor of dtype {TENSOR_DTYPES_TEXT}, got an array of "
@@ -320,6 +337,14 @@ def check_grad_meta(
     return casts
 
 
+def _convert(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``array.astype(dtype)`` where rounding is the rule: a value beyond ``dtype``'s range
+    becomes +-inf and a tiny one 0 (SPEC), with no warning and no FloatingPointError whatever
+    ``np.errstate`` or the warnings filters say."""
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        return array.astype(dtype)
+
+
 def _integer_to_dtype(name: str, value: int, dtype: np.dtype) -> np.ndarray:
     """An integer within int64, rounded once to ``dtype`` (+-inf beyond its range)."""
     if not INT64_MIN <= value <= INT64_MAX:
@@ -330,15 +355,21 @@ def _integer_to_dtype(name: str, value: int, dtype: np.dtype) -> np.ndarray:
     # int64 -> float32/float64 casts are correctly rounded; an integer that float64 cannot hold
     # exactly (above 2**53) overflows float16 anyway, so the float64 step is exact for it.
     source = np.asarray(value, dtype=np.int64) if dtype is not F16 else np.asarray(float(value))
-    with np.errstate(over="ignore"):
-        return source.astype(dtype)
+    return _convert(source, dtype)
 
 
-def _refused_scalar_error(shown: str, value: Any) -> TypeError:
+def refused_scalar_error(shown: str, value: Any) -> TypeError:
+    """The error for a NumPy scalar of a kind MindSpore 2.10 refuses (``shown`` names it)."""
+    note = ""
+    if type(value) in (np.longlong, np.ulonglong) and type(value) not in NP_SCALAR_TYPES:
+        note = (
+            f"; np.{type(value).__name__} is a type of its own, distinct from np.int64 and "
+            "np.uint64 even where it has the same size: pass int(value)"
+        )
     return TypeError(
         f"{shown}: expected a float, int, bool, a NumPy bool, int8, int16, int64, uint8, "
         "uint16, uint64, float16, float32 or float64 scalar, or an array, got "
-        f"{describe(value)} (MindSpore 2.10 refuses this scalar type too)"
+        f"{describe(value)} (MindSpore 2.10 refuses this scalar type too{note})"
     )
 
 
@@ -351,16 +382,15 @@ def scalar_to_dtype(name: str, value: Any, dtype: np.dtype) -> np.ndarray:
     None, a list, a complex, a NumPy int32 scalar, ...) is a TypeError.
     """
     if isinstance(value, np.generic) and type(value) not in NP_SCALAR_TYPES:
-        raise _refused_scalar_error(label(name), value)
+        raise refused_scalar_error(label(name), value)
     if isinstance(value, (bool, np.bool_)):
         return np.asarray(1 if value else 0, dtype=dtype)
     if isinstance(value, (int, np.integer)):
         return _integer_to_dtype(name, int(value), dtype)
-    if type(value) is float and -F32_OVERFLOW < value < F32_OVERFLOW:
-        return np.asarray(np.float32(value), dtype=dtype)  # the common case, no overflow
+    if type(value) is float and -F32_OVERFLOW < value < F32_OVERFLOW and dtype is not F16:
+        return np.asarray(np.float32(value), dtype=dtype)  # the common case, exact or rounded
     if isinstance(value, (float, np.floating)):
-        with np.errstate(over="ignore"):
-            return np.asarray(value).astype(np.float32).astype(dtype)
+        return _convert(_convert(np.asarray(value), F32), dtype)
     raise TypeError(
         f"{label(name)}: expected a float, int, bool, NumPy scalar or an array of a real "
         f"dtype, got {describe(value)}"
@@ -372,51 +402,50 @@ def scalar_to_dtype(name: str, value: Any, dtype: np.dtype) -> np.ndarray:
 
 def _check_state(
     name: str, array: Any, dtype: np.dtype | None, shape: tuple[int, ...] | None
-) -> None:
-    """var, m, v, vhat: a writeable ndarray of var's dtype and shape, no element overlapping."""
-    if not isinstance(array, np.ndarray):
-        raise state_type_error(name, array)
+) -> np.ndarray:
+    """var, m, v, vhat: a writeable ndarray of var's dtype and shape, no element overlapping.
+
+    Returns it as a plain ndarray (a view of the same memory for a subclass: see :func:`_plain`).
+    """
+    if type(array) is not np.ndarray:
+        if not isinstance(array, np.ndarray):
+            raise state_type_error(name, array)
+        array = _plain(name, array)
     if dtype is None or array.dtype != dtype or array.shape != shape:
         check_state_meta(name, array.dtype, array.shape, dtype, shape)
     if not array.flags.writeable:
         raise ValueError(f"{label(name)}: the array is read-only; the update writes it in place")
-    if not array.flags.c_contiguous and _may_overlap_itself(array):
+    if not array.flags.c_contiguous and may_overlap_itself(array):
         raise ValueError(
             f"{label(name)}: its elements overlap in memory (strides {array.strides} for shape "
             f"{array.shape}); the update writes every element, so each must have its own memory"
         )
+    return array
 
 
-def _may_overlap_itself(array: np.ndarray) -> bool:
-    """True unless the strides prove that no two elements share memory.
-
-    Axes of length > 1, taken by increasing absolute stride, must each step over everything the
-    smaller ones span. Layouts that interleave without overlapping fail this test too; no
-    ordinary slicing of an array produces one.
-    """
-    if array.size <= 1:
-        return False
-    span = array.itemsize
-    for length, stride in sorted(
-        ((n, abs(s)) for n, s in zip(array.shape, array.strides, strict=True) if n > 1),
-        key=lambda axis: axis[1],
-    ):
-        if stride < span:
-            return True
-        span = stride * (length - 1) + span
-    return False
+def _plain(name: str, array: np.ndarray) -> np.ndarray:
+    """An ndarray subclass (``np.matrix``, ``np.memmap``, ...) as the plain ndarray of the same
+    memory: only its data counts. A masked array is refused: its mask would be ignored."""
+    if isinstance(array, np.ma.MaskedArray):
+        raise TypeError(
+            f"{label(name)}: expected an ndarray, got a masked array (its mask would be "
+            f"ignored); pass {name}.filled(...) or {name}.data"
+        )
+    return np.asarray(array)
 
 
 def _check_grad(
     grad: Any, dtype: np.dtype, shape: tuple[int, ...], name: str = "grad"
 ) -> np.ndarray:
     """grad: an ndarray of var's shape; returns it as dtype T (a copy only when converted)."""
-    if not isinstance(grad, np.ndarray):
-        raise grad_type_error(grad, shape, name)
+    if type(grad) is not np.ndarray:
+        if not isinstance(grad, np.ndarray):
+            raise grad_type_error(grad, shape, name)
+        grad = _plain(name, grad)
     if grad.dtype == dtype and grad.shape == shape:
         return grad
     if check_grad_meta(grad.dtype, grad.shape, dtype, shape, name):
-        return grad.astype(dtype)
+        return _convert(grad, dtype)
     return grad
 
 
@@ -424,10 +453,12 @@ def _hyper_value(name: str, value: Any, dtype: np.dtype, shape: tuple[int, ...])
     """One hyper-parameter as an array of dtype T: 0-d (a scalar) or of a prefix of ``shape``."""
     if not isinstance(value, np.ndarray):
         return scalar_to_dtype(name, value, dtype)
+    if type(value) is not np.ndarray:
+        value = _plain(name, value)
     tensor_dtype_to(name, value.dtype, dtype)
     if hyper_shape(name, value.shape, shape) == 0:
-        return value.reshape(()).astype(dtype)
-    return value.astype(dtype)
+        return _convert(value.reshape(()), dtype)
+    return _convert(value, dtype)
 
 
 def _hyper_table(values: Sequence[np.ndarray], shape: tuple[int, ...]) -> tuple[np.ndarray, int]:
@@ -456,6 +487,8 @@ def fast_hyper(values: Sequence[Any], dtype: np.dtype) -> np.ndarray | None:
     Returns their ``(6, 1)`` table of ``dtype``; None when a value is anything else or
     ``dtype`` is not a state dtype (float16/32/64).
     """
+    if dtype is F16:
+        return _fast_hyper_f16(values)
     if not is_state_dtype(dtype):
         return None
     for value in values:
@@ -463,8 +496,31 @@ def fast_hyper(values: Sequence[Any], dtype: np.dtype) -> np.ndarray | None:
             return None
     table = np.array(values, dtype=np.float32)
     if dtype is not F32:
-        table = table.astype(dtype)
+        table = table.astype(dtype)  # float32 -> float64 is exact
     return table.reshape(6, 1)
+
+
+def _fast_hyper_f16(values: Sequence[Any]) -> np.ndarray | None:
+    """:func:`fast_hyper` for float16, where rounding may overflow to inf or underflow to 0.
+
+    Values that float16 rounds to zero (magnitude at most 2**-25, as eps=1e-8) are zeroed here
+    (exact: float32 keeps them above 0 and rounding to float16 gives the signed zero), so that
+    the common cases need no ``np.errstate``; only a value beyond float16's range or among its
+    subnormals pays for it.
+    """
+    cleaned = []
+    quiet = True
+    for value in values:
+        if type(value) is not float or not -F32_OVERFLOW < value < F32_OVERFLOW:
+            return None
+        magnitude = abs(value)
+        if magnitude <= F16_ZERO:
+            value = math.copysign(0.0, value)
+        elif not F16_NORMAL <= magnitude <= F16_MAX:
+            quiet = False
+        cleaned.append(value)
+    table = np.array(cleaned, dtype=np.float32)
+    return (table.astype(F16) if quiet else _convert(table, F16)).reshape(6, 1)
 
 
 def resolve(
@@ -487,11 +543,11 @@ def resolve(
     overlap between arrays: backends report it (see :func:`overlap_error`), before they write
     anything.
     """
-    _check_state("var", var, None, None)
+    var = _check_state("var", var, None, None)
     dtype, shape = var.dtype, var.shape
-    _check_state("m", m, dtype, shape)
-    _check_state("v", v, dtype, shape)
-    _check_state("vhat", vhat, dtype, shape)
+    m = _check_state("m", m, dtype, shape)
+    v = _check_state("v", v, dtype, shape)
+    vhat = _check_state("vhat", vhat, dtype, shape)
     hypers = (beta1_power, beta2_power, lr, beta1, beta2, epsilon)  # a Hyper costs 0.2 us here
     table = fast_hyper(hypers, dtype)
     rows = 1
@@ -503,33 +559,6 @@ def resolve(
         table, rows = _hyper_table(values, shape)
     grad = _check_grad(grad, dtype, shape)
     return Plan(dtype, var, m, v, vhat, grad, table, rows)
-
-
-def _byte_bounds(array: np.ndarray) -> tuple[int, int]:
-    try:
-        from numpy.lib.array_utils import byte_bounds
-    except ImportError:  # NumPy < 2
-        byte_bounds = np.byte_bounds  # type: ignore[attr-defined]
-    low, high = byte_bounds(array)
-    return int(low), int(high)
-
-
-def find_overlap(arrays: Sequence[np.ndarray]) -> tuple[int, int] | None:
-    """A pair ``(i, j)``, ``i < j``, of arrays that share memory (exactly), or None.
-
-    Sorts the arrays by their byte bounds and tests only pairs whose bounds intersect, so that
-    many distinct arrays cost O(n log n).
-    """
-    spans = sorted(
-        (*_byte_bounds(array), index) for index, array in enumerate(arrays) if array.size
-    )
-    for position, (_, high, i) in enumerate(spans):
-        for low_j, _, j in spans[position + 1 :]:
-            if low_j >= high:
-                break
-            if np.shares_memory(arrays[i], arrays[j]):
-                return (i, j) if i < j else (j, i)
-    return None
 
 
 def _list_arg(name: str, value: Any, length: int | None) -> list[Any]:
@@ -581,89 +610,54 @@ def resolve_many(
                 )
             values.append(_hyper_value(name, value, dtype, ()))
         table = np.stack(values).reshape(6, 1)
-    grads_out = []
+    out: list[list[np.ndarray]] = [[], [], [], [], []]
     for i in range(count):
-        var_i = var_list[i]
-        _check_state(f"vars[{i}]", var_i, dtype, None)
-        for list_name, items in zip(("ms", "vs", "vhats"), lists[1:4], strict=True):
-            _check_state(f"{list_name}[{i}]", items[i], dtype, var_i.shape)
-        grads_out.append(_check_grad(lists[4][i], dtype, var_i.shape, f"grads[{i}]"))
-    return ManyPlan(dtype, lists[0], lists[1], lists[2], lists[3], grads_out, table)
+        var_i = _check_state(f"vars[{i}]", var_list[i], dtype, None)
+        out[0].append(var_i)
+        for k in (1, 2, 3):
+            out[k].append(_check_state(f"{MANY_ROLES[k]}[{i}]", lists[k][i], dtype, var_i.shape))
+        out[4].append(_check_grad(lists[4][i], dtype, var_i.shape, f"grads[{i}]"))
+    return ManyPlan(dtype, out[0], out[1], out[2], out[3], out[4], table)
 
 
-# --------------------------------------------------------------------------- optimizer checks
+#: How the multi-tensor call names its five lists (the kernels' order).
+MANY_ROLES = ("vars", "ms", "vs", "vhats", "grads")
 
 
-def as_number(value: Any) -> float | None:
-    """A Python int or float or a NumPy integer or floating scalar (not a bool) as a float;
-    None for anything else."""
-    if isinstance(value, (bool, np.bool_)):
-        return None
-    if isinstance(value, (int, float, np.integer, np.floating)):
-        return float(value)
-    return None
+def many_names(count: int, flat: int) -> str:
+    """The name of item ``flat`` of the five lists of a ``count``-tensor call laid end to end
+    (vars, ms, vs, vhats, grads): ``vhats[3]``."""
+    role, index = divmod(flat, count)
+    return f"{MANY_ROLES[role]}[{index}]"
 
 
-def check_optimizer_hyper(
-    lr: Any,
-    beta1: Any,
-    beta2: Any,
-    eps: Any,
-    *,
-    names: Sequence[str] = OPTIMIZER_NAMES,
-    where: str = "",
-    read: Callable[[Any], float | None] = as_number,
-) -> None:
-    """The range checks of an optimizer built on the operator: lr >= 0, beta1 and beta2 in
-    [0, 1), eps >= 0 (NaN fails them all).
+def separate_grads(plan: ManyPlan) -> ManyPlan | None:
+    """A multi-tensor call whose grads share memory with each other, made runnable.
 
-    ``names`` are how the optimizer's own signature spells (lr, beta1, beta2, eps), e.g.
-    ``("learning_rate", "b1", "b2", "eps")``; ``where`` prefixes them (``"param_groups[1]: "``);
-    ``read`` turns a value into a float, None when it is not a number (default
-    :func:`as_number`; an adapter passes one that also reads its one-element tensors). Raises
-    ValueError ``"{where}{name}: expected a number >= 0, got {value!r}"`` (``a number in [0,
-    1)`` for the betas), one message for every optimizer, or TypeError for a NumPy scalar kind
-    that the operator refuses (as :func:`scalar_to_dtype` would at the first update).
+    Grads are only read, so several tensors may take one gradient (or overlapping ones); the
+    kernels, which refuse any sharing, get a copy of each grad whose memory intersects another
+    grad's. Raises the error naming both arrays when a state array (var, m, v, vhat) shares
+    memory with any other array, or may (:class:`OverlapUndecidedError`); returns None when
+    nothing shares memory (the kernel's refusal was for another reason).
     """
-    for index, value in enumerate((lr, beta1, beta2, eps)):
-        shown = f"{where}{names[index]}"
-        if isinstance(value, np.generic) and type(value) not in NP_SCALAR_TYPES:
-            raise _refused_scalar_error(shown, value)
-        number = read(value)
-        if index in (1, 2):
-            if number is None or not 0 <= number < 1:
-                raise ValueError(f"{shown}: expected a number in [0, 1), got {value!r}")
-        elif number is None or not number >= 0:
-            raise ValueError(f"{shown}: expected a number >= 0, got {value!r}")
-
-
-# --------------------------------------------------------------------------- locking
-
-# Locks by id of the array that owns the memory; an entry is dropped when that array dies
-# (ndarrays are weak-referenceable but not hashable).
-_locks: dict[int, Lock] = {}
-_locks_guard = Lock()
-
-
-def _owner(array: np.ndarray) -> np.ndarray:
-    """The array that owns the memory of ``array`` (views of one buffer share one lock)."""
-    while isinstance(array.base, np.ndarray):
-        array = array.base
-    return array
-
-
-def _forget(key: int) -> None:
-    with _locks_guard:
-        _locks.pop(key, None)
-
-
-def lock_for(var: np.ndarray) -> Lock:
-    """The lock of one variable: calls on the same var (or views of it) share it."""
-    owner = _owner(var)
-    key = id(owner)
-    with _locks_guard:
-        lock = _locks.get(key)
-        if lock is None:
-            lock = _locks[key] = Lock()
-            weakref.finalize(owner, _forget, key)
-        return lock
+    count = len(plan.vars)
+    flat = [*plan.vars, *plan.ms, *plan.vs, *plan.vhats, *plan.grads]
+    try:
+        pair = find_overlap(flat, [False] * (4 * count) + [True] * count)
+    except OverlapUndecidedError as error:
+        first, second = (many_names(count, k) for k in error.pair)
+        raise undecided_error(first, second) from None
+    if pair is not None:
+        raise overlap_error(many_names(count, pair[0]), many_names(count, pair[1]))
+    spans = sorted((*byte_bounds(g), i) for i, g in enumerate(plan.grads) if g.size)
+    shared: set[int] = set()
+    reach, last = 0, -1  # the highest upper bound so far, and whose it is
+    for low, high, i in spans:
+        if low < reach:
+            shared.update((i, last))
+        if high > reach:
+            reach, last = high, i
+    if not shared:
+        return None
+    grads = [np.array(g) if i in shared else g for i, g in enumerate(plan.grads)]
+    return plan._replace(grads=grads)

@@ -33,7 +33,8 @@ def apply_adam_with_amsgrad_v2(
     grad: an array of var's shape (lower-precision float, int and bool dtypes are converted).
     Hyper-parameters: Python or NumPy scalars (floats rounded through float32), single-element
     arrays, or arrays whose shape is a leading prefix of var's shape (one value per row).
-    use_locking: when True, calls on the same var are serialized by a per-variable lock.
+    use_locking: when True, calls whose vars overlap in memory are serialized (the lock is keyed
+    on var's bytes, so views made separately over one buffer share it).
 
     Raises TypeError, :class:`amsgrad.DtypeConversionError` or ValueError naming the argument;
     nothing is written when it raises. The result is bit-exact to MindSpore 2.10 CPU.
@@ -42,11 +43,15 @@ def apply_adam_with_amsgrad_v2(
     plan = _contract.resolve(
         var, m, v, vhat, beta1_power, beta2_power, lr, beta1, beta2, epsilon, grad
     )
-    if locking:
-        with _contract.lock_for(var):
+    try:
+        if locking:
+            with _contract.lock_for(plan.var):
+                _kernel.execute(plan)
+        else:
             _kernel.execute(plan)
-    else:
-        _kernel.execute(plan)
+    except _contract.OverlapUndecidedError as error:
+        first, second = (_contract.ARRAY_ROLES[k] for k in error.pair)
+        raise _contract.undecided_error(first, second) from None
     return var, m, v, vhat
 
 
@@ -69,8 +74,9 @@ def apply_adam_with_amsgrad_v2_many(
 
     Equivalent to calling :func:`apply_adam_with_amsgrad_v2` on each quintuple with the same
     scalar hyper-parameters, with one argument check and one pass into the native kernel. Every
-    list is checked before any array is written. With ``use_locking``, the locks of all vars are
-    taken (in a fixed order) for the whole call. Returns (vars, ms, vs, vhats).
+    list is checked before any array is written. Grads are only read: several tensors may share
+    one. With ``use_locking``, the memory of all vars is locked at once for the whole call.
+    Returns (vars, ms, vs, vhats).
     """
     locking = _contract.check_use_locking(use_locking)
     if not locking and _kernel.try_many_unchecked(
@@ -81,14 +87,27 @@ def apply_adam_with_amsgrad_v2_many(
         vars, ms, vs, vhats, beta1_power, beta2_power, lr, beta1, beta2, epsilon, grads
     )
     if locking:
-        locks = sorted({id(lock): lock for lock in map(_contract.lock_for, plan.vars)}.items())
-        for _, lock in locks:
-            lock.acquire()
-        try:
-            _kernel.execute_many(plan)
-        finally:
-            for _, lock in reversed(locks):
-                lock.release()
+        with _contract.lock_many(plan.vars):  # all at once: no deadlock between calls
+            _run_many(plan)
     else:
-        _kernel.execute_many(plan)
+        _run_many(plan)
     return vars, ms, vs, vhats
+
+
+def _run_many(plan: _contract.ManyPlan) -> None:
+    """Run a multi-tensor call checked by :func:`amsgrad.core.contract.resolve_many`.
+
+    Grads that share memory with each other (one gradient for several tensors) are allowed: the
+    kernels refuse any sharing, so such grads are copied and the call is run again (the kernels
+    write nothing when they refuse)."""
+    count = len(plan.vars)
+    try:
+        _kernel.execute_many(plan)
+    except _contract.OverlapUndecidedError as error:
+        first, second = (_contract.many_names(count, k) for k in error.pair)
+        raise _contract.undecided_error(first, second) from None
+    except ValueError:
+        separated = _contract.separate_grads(plan)  # raises the error of a state array
+        if separated is None:
+            raise
+        _kernel.execute_many(separated)
