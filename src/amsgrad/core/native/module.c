@@ -17,6 +17,7 @@
  *   apply.c           apply() and apply_many(): arguments, buffers, running the job
  *   buffers.c         the buffer protocol, overlap detection
  *   threads.c         a job over rows or tensors, split over threads (policy in parallel.h)
+ *   pool.c            the persistent worker threads (started on first need, reset after fork)
  *   kernels.c         per-row constants, the portable kernels, the instruction-set levels
  *   kernels_avx2.c    AVX2 + F16C kernels                  \  all instantiations of the one
  *   kernels_avx512.c  AVX-512F kernels (float16, float64)  /  loop in kernel_body.h
@@ -28,8 +29,9 @@
  * best below it), set_simd() changes it at run time (tests run every path in one process).
  * Compiling with -DAMS_NO_SIMD leaves the x86 code out altogether.
  *
- * Threads: large calls are split into contiguous chunks run by pthreads created for the call;
- * elementwise arithmetic makes the result independent of the split. The default count is
+ * Threads: large calls are split into contiguous chunks run by the calling thread and the
+ * workers of a persistent pool (pool.c); elementwise arithmetic makes the result independent of
+ * the split. The default count is
  * AMSGRAD_NUM_THREADS, else the CPUs available to the process.
  */
 #define PY_SSIZE_T_CLEAN
@@ -58,6 +60,9 @@ static PyObject *py_set_num_threads(PyObject *self, PyObject *arg) {
     }
     if (overflow > 0 || n > AMS_MAX_THREADS) n = AMS_MAX_THREADS;
     ams_num_threads = (int)n;
+#if AMS_HAVE_PTHREADS
+    ams_pool_resize(ams_num_threads - 1); /* workers beyond the count stop */
+#endif
     Py_RETURN_NONE;
 }
 
