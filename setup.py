@@ -45,6 +45,7 @@ NATIVE_SOURCES = [
     for name in (
         "module",
         "apply",
+        "fast",
         "buffers",
         "threads",
         "pool",

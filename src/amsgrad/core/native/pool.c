@@ -21,15 +21,20 @@
  * awake), then sleep on a condition variable. The caller, once out of chunks, spins the same way
  * then sleeps until the claimed chunks are done.
  *
+ * Workers block every signal (grow()), so that signals reach Python's main thread.
  * Process life: an atexit handler stops and joins the workers. pthread_atfork: the pool is held
  * (no job in progress) across fork(), and the child, which has none of the parent's threads,
  * starts with an empty pool and fresh locks; its workers are started again on first need.
  * ams_pool_resize() (set_num_threads) stops and joins the workers beyond a count.
  */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L /* pthread_sigmask, sigfillset */
+#endif
 #include "parallel.h"
 
 #if AMS_HAVE_PTHREADS
 #include <limits.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -173,16 +178,23 @@ static void register_handlers(void) {
     atexit(at_exit);
 }
 
-/* Workers 1..want started (as many as could be); the caller holds owner. */
+/* Workers 1..want started (as many as could be); the caller holds owner. A worker starts with
+ * every signal blocked (the mask it inherits): a process-directed signal (SIGALRM, SIGINT) must
+ * reach a thread that can act on it, Python's main thread, not interrupt a worker. */
 static int grow(int want) {
     if (want > AMS_MAX_THREADS - 1) want = AMS_MAX_THREADS - 1;
+    if (nworkers >= want) return nworkers;
     uint32_t gen = ST_GEN(atomic_load(&state));
+    sigset_t all, old;
+    sigfillset(&all);
+    int masked = pthread_sigmask(SIG_SETMASK, &all, &old) == 0;
     while (nworkers < want) {
         int w = nworkers + 1;
         start_gen[w] = gen;
         if (pthread_create(&tids[w - 1], NULL, worker_main, (void *)(intptr_t)w) != 0) break;
         nworkers = w;
     }
+    if (masked) pthread_sigmask(SIG_SETMASK, &old, NULL);
     return nworkers;
 }
 
