@@ -2,7 +2,8 @@
 
 ``amsgrad.core._native``: the fused kernel, from ``src/amsgrad/core/native/*.c`` (``module.c``
 lists the files). ``amsgrad.apps._roofline``: the memory roofline the benchmark compares with,
-from ``src/amsgrad/apps/roofline.c`` (it shares only the header ``parallel.h`` with the kernel).
+from ``src/amsgrad/apps/roofline.c`` (it shares only ``parallel.h`` and the thread pool ``pool.c``
+with the kernel, compiled into each: two pools).
 
 Both are plain C11 with the CPython API and the buffer protocol: NumPy is not a build dependency.
 Both are ``optional=True``: without a working C compiler the install still succeeds and the package
@@ -44,8 +45,10 @@ NATIVE_SOURCES = [
     for name in (
         "module",
         "apply",
+        "fast",
         "buffers",
         "threads",
+        "pool",
         "kernels",
         "kernels_avx2",
         "kernels_avx512",
@@ -130,7 +133,7 @@ setup(
         ),
         Extension(
             "amsgrad.apps._roofline",
-            ["src/amsgrad/apps/roofline.c"],
+            ["src/amsgrad/apps/roofline.c", f"{NATIVE_DIR}/pool.c"],
             include_dirs=[NATIVE_DIR],
             depends=[f"{NATIVE_DIR}/parallel.h"],
             extra_compile_args=UNIX_COMPILE_ARGS,

@@ -39,6 +39,13 @@ def apply_adam_with_amsgrad_v2(
     Raises TypeError, :class:`amsgrad.DtypeConversionError` or ValueError naming the argument;
     nothing is written when it raises. The result is bit-exact to MindSpore 2.10 CPU.
     """
+    fast = _kernel.fast_apply  # the common call checked in C, or declined (False)
+    if (
+        fast is not None
+        and use_locking is False
+        and fast(var, m, v, vhat, beta1_power, beta2_power, lr, beta1, beta2, epsilon, grad)
+    ):
+        return var, m, v, vhat
     locking = _contract.check_use_locking(use_locking)
     plan = _contract.resolve(
         var, m, v, vhat, beta1_power, beta2_power, lr, beta1, beta2, epsilon, grad

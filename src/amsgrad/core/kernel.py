@@ -60,11 +60,21 @@ except ImportError as error:  # no compiler at install time: the NumPy path runs
 # The backend in use: the native module, or None for NumPy (see select_backend).
 _active: Any = _native
 
+#: The native fast path of the functional API, or None on the NumPy backend: called with the
+#: operator's eleven arguments, it returns True when it checked and ran the call, False (nothing
+#: written, no exception) when the call needs the full contract. Read on every call by
+#: :func:`amsgrad.core.functional.apply_adam_with_amsgrad_v2`; :func:`select_backend` updates it.
+fast_apply: Callable[..., bool] | None = None
+if _native is not None:
+    _native.set_fast_types(np.ndarray, np.float64, np.float32, np.float16)
+    fast_apply = _native.apply_fast
+
 __all__ = [
     "available_backends",
     "backend",
     "execute",
     "execute_many",
+    "fast_apply",
     "get_num_threads",
     "select_backend",
     "set_num_threads",
@@ -100,15 +110,17 @@ def select_backend(name: str) -> None:
     For tests and benchmarks: every backend gives the same bits. ``"best"`` is the default,
     the native kernel with the best instruction set of this CPU (or NumPy without it).
     """
-    global _active
+    global _active, fast_apply
     choices = ("best", *available_backends())
     if name not in choices:
         raise ValueError(f"select_backend: expected one of {', '.join(choices)}, got {name!r}")
     if name == "numpy":
         _active = None
+        fast_apply = None
         return
     _active = _native
     if _native is not None:
+        fast_apply = _native.apply_fast
         _native.set_simd("best" if name == "best" else name.split(":", 1)[1])
 
 

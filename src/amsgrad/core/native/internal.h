@@ -128,6 +128,10 @@ AMS_HIDDEN int ams_find_overlap(ival_t *iv, ival_t *tmp, size_t n, uint32_t *a, 
 /* apply.c: the module's apply() and apply_many() */
 AMS_HIDDEN PyObject *ams_py_apply(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 AMS_HIDDEN PyObject *ams_py_apply_many(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+/* fast.c: apply_fast() and set_fast_types() */
+AMS_HIDDEN PyObject *ams_py_apply_fast(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+AMS_HIDDEN PyObject *ams_py_set_fast_types(PyObject *self, PyObject *const *args,
+                                           Py_ssize_t nargs);
 #endif
 
 #endif /* AMS_INTERNAL_H */

@@ -15,8 +15,10 @@
  * The files:
  *   module.c          this: the module, threads and instruction-set settings, the environment
  *   apply.c           apply() and apply_many(): arguments, buffers, running the job
+ *   fast.c            apply_fast(): the common call of the functional API, checked in C
  *   buffers.c         the buffer protocol, overlap detection
  *   threads.c         a job over rows or tensors, split over threads (policy in parallel.h)
+ *   pool.c            the persistent worker threads (started on first need, reset after fork)
  *   kernels.c         per-row constants, the portable kernels, the instruction-set levels
  *   kernels_avx2.c    AVX2 + F16C kernels                  \  all instantiations of the one
  *   kernels_avx512.c  AVX-512F kernels (float16, float64)  /  loop in kernel_body.h
@@ -28,8 +30,9 @@
  * best below it), set_simd() changes it at run time (tests run every path in one process).
  * Compiling with -DAMS_NO_SIMD leaves the x86 code out altogether.
  *
- * Threads: large calls are split into contiguous chunks run by pthreads created for the call;
- * elementwise arithmetic makes the result independent of the split. The default count is
+ * Threads: large calls are split into contiguous chunks run by the calling thread and the
+ * workers of a persistent pool (pool.c); elementwise arithmetic makes the result independent of
+ * the split. The default count is
  * AMSGRAD_NUM_THREADS, else the CPUs available to the process.
  */
 #define PY_SSIZE_T_CLEAN
@@ -58,6 +61,9 @@ static PyObject *py_set_num_threads(PyObject *self, PyObject *arg) {
     }
     if (overflow > 0 || n > AMS_MAX_THREADS) n = AMS_MAX_THREADS;
     ams_num_threads = (int)n;
+#if AMS_HAVE_PTHREADS
+    ams_pool_resize(ams_num_threads - 1); /* workers beyond the count stop */
+#endif
     Py_RETURN_NONE;
 }
 
@@ -174,6 +180,15 @@ static PyMethodDef methods[] = {
      "apply_many(vars, ms, vs, vhats, grads, hyper[, exact_type]) -> None | (a, role_a, b, role_b)\n\n"
      "apply() on K tensors with one set of 6 hyper-parameters. If any two of the 5K buffers\n"
      "share memory, nothing is written and (list index, role, list index, role) is returned."},
+    {"apply_fast", (PyCFunction)(void (*)(void))ams_py_apply_fast, METH_FASTCALL,
+     "apply_fast(var, m, v, vhat, beta1_power, beta2_power, lr, beta1, beta2, epsilon, grad)\n"
+     "-> bool\n\n"
+     "The functional API's common call (exact ndarrays of one float dtype and shape,\n"
+     "C-contiguous, writeable, disjoint; six float scalars in float32 range) checked and run in\n"
+     "C: True when done, False (nothing written, no exception) when the call needs the full\n"
+     "contract."},
+    {"set_fast_types", (PyCFunction)(void (*)(void))ams_py_set_fast_types, METH_FASTCALL,
+     "set_fast_types(ndarray, float64, float32, float16): the types apply_fast() takes."},
     {"set_num_threads", py_set_num_threads, METH_O,
      "set_num_threads(n): threads for large calls (n >= 1)."},
     {"get_num_threads", py_get_num_threads, METH_NOARGS, "get_num_threads() -> int"},

@@ -3,11 +3,10 @@
  * (threads.c) and the benchmark's memory roofline (amsgrad/apps/roofline.c), so that both split
  * the same work the same way; neither links against the other.
  *
- * A large call is cut into contiguous chunks, one per thread; the threads are pthreads created
- * for the call and joined before it returns (a persistent pool would save the ~16 us a thread
- * costs, but is not done yet). Chunk 0 runs on the calling thread. If a thread cannot be started,
- * the caller runs its chunk itself. The arithmetic is elementwise, so the split never changes
- * the result.
+ * A large call is cut into contiguous chunks that the calling thread and the workers of a
+ * persistent pool (pool.c, started on first need) claim one by one; if no worker can be started,
+ * or the pool is busy with another call, the caller runs everything itself. The arithmetic is
+ * elementwise, so the split never changes the result.
  */
 #ifndef AMS_PARALLEL_H
 #define AMS_PARALLEL_H
@@ -21,15 +20,17 @@
 #include <pthread.h>
 #endif
 
-/* A thread is only started for at least this much work. Creating and joining a pthread costs
- * about 16 us (measured); one unit is one float32 element (about 0.25 ns in cache, or 36 bytes of
- * traffic), so a chunk of 262144 units takes about 65 us on one core: threads start at 524288
- * float32 elements. float64 counts 2 units an element (twice the bytes, slower division and
- * square root), float16 4 (eleven roundings to half an element: compute bound). On a shared
- * 2-core machine a second thread paid only from a few million elements (the other core is
- * rarely free), hence a threshold above the idle-machine break-even (about 1e5 float32). */
+/* A thread takes part only for at least this much work. One unit is one float32 element (about
+ * 0.25 ns in cache, 0.4 ns from L3); float64 counts 2 units an element (twice the bytes, slower
+ * division and square root), float16 4 (eleven roundings to half an element: compute bound).
+ * Handing a job to the pool's workers costs a few microseconds (they spin a while between calls,
+ * pool.c), so a second thread starts at 16384 units: measured on a 2-core AMD EPYC (Zen 4), one
+ * call, 1 thread against 2, it is then 10-30% faster (float32 20000 elements: 0.87x the time,
+ * float16 4000: 0.86x, float64 10000: 0.81x), about 0.55x at 1e5 elements. Where the other
+ * cores are busy the caller runs the chunks the workers did not get to (pool.c), so a second
+ * thread costs little even then. */
 #ifndef AMS_MIN_PER_THREAD
-#define AMS_MIN_PER_THREAD 262144
+#define AMS_MIN_PER_THREAD 8192
 #endif
 /* work units per element, indexed by dtype: float16, float32, float64 */
 #define AMS_WORK_F16 4
@@ -52,18 +53,18 @@ static inline int ams_plan_threads(size_t work, int nt) {
 typedef void (*ams_range_fn)(const void *ctx, size_t lo, size_t hi);
 typedef size_t (*ams_cut_fn)(const void *ctx, size_t b, size_t total);
 
-#if AMS_HAVE_PTHREADS
-typedef struct {
-    const void *ctx;
-    ams_range_fn run;
-    size_t lo, hi;
-} ams_chunk_t;
+#if defined(__GNUC__) || defined(__clang__)
+#define AMS_POOL_HIDDEN __attribute__((visibility("hidden")))
+#else
+#define AMS_POOL_HIDDEN
+#endif
 
-static inline void *ams_chunk_main(void *arg) {
-    const ams_chunk_t *ch = (const ams_chunk_t *)arg;
-    ch->run(ch->ctx, ch->lo, ch->hi);
-    return NULL;
-}
+#if AMS_HAVE_PTHREADS
+/* pool.c: runs [0, total) on the calling thread and up to nt - 1 pool workers (nt >= 2). */
+AMS_POOL_HIDDEN void ams_pool_parallel(const void *ctx, size_t total, int nt, ams_range_fn run,
+                                       ams_cut_fn cut);
+/* pool.c: stops the workers beyond `workers` (set_num_threads); they start again on need. */
+AMS_POOL_HIDDEN void ams_pool_resize(int workers);
 #endif
 
 /* Runs [0, total) on nt threads (nt from ams_plan_threads). No Python API inside. */
@@ -71,35 +72,7 @@ static inline void ams_parallel(const void *ctx, size_t total, int nt, ams_range
                                 ams_cut_fn cut) {
 #if AMS_HAVE_PTHREADS
     if (nt > 1) {
-        ams_chunk_t chunks[AMS_MAX_THREADS];
-        pthread_t tids[AMS_MAX_THREADS];
-        int started[AMS_MAX_THREADS];
-        size_t prev = 0;
-        for (int t = 0; t < nt; t++) {
-            size_t b = total;
-            if (t + 1 < nt) {
-                b = (size_t)((double)total * (t + 1) / nt);
-                b = b >= total ? total : cut(ctx, b, total);
-            }
-            if (b < prev) b = prev;
-            chunks[t].ctx = ctx;
-            chunks[t].run = run;
-            chunks[t].lo = prev;
-            chunks[t].hi = b;
-            prev = b;
-        }
-        for (int t = 1; t < nt; t++) {
-            started[t] = 0;
-            if (chunks[t].hi > chunks[t].lo)
-                started[t] = pthread_create(&tids[t], NULL, ams_chunk_main, &chunks[t]) == 0;
-        }
-        run(ctx, chunks[0].lo, chunks[0].hi);
-        for (int t = 1; t < nt; t++) {
-            if (started[t])
-                pthread_join(tids[t], NULL);
-            else if (chunks[t].hi > chunks[t].lo)
-                run(ctx, chunks[t].lo, chunks[t].hi); /* could not start a thread: do it here */
-        }
+        ams_pool_parallel(ctx, total, nt, run, cut);
         return;
     }
 #else
