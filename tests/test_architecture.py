@@ -7,7 +7,7 @@
 * no module imports another module's private name (``_name``), nor reaches one through an
   imported module (``module._name``); the exceptions are the compiled extensions, imported by
   their one user (``amsgrad.core._native`` by the kernel dispatcher, ``amsgrad.apps._roofline``
-  by the benchmark suite);
+  by the benchmark worker);
 * docs/ARCHITECTURE.md lists every source file of the package, and nothing else.
 """
 
@@ -32,7 +32,7 @@ APP_THIRD_PARTY = {"numpy", "matplotlib", "tensorflow", "mindspore"}
 # Imports of a private module allowed by name: (importing module, imported module).
 PRIVATE_MODULE_IMPORTS = {
     ("amsgrad.core.kernel", "amsgrad.core._native"),
-    ("amsgrad.apps.bench", "amsgrad.apps._roofline"),
+    ("amsgrad.apps.bench_worker", "amsgrad.apps._roofline"),
 }
 
 

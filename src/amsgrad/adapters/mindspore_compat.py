@@ -126,20 +126,12 @@ class ApplyAdamWithAmsgradV2:
     def __init__(self, use_locking: bool = False) -> None:
         self.use_locking = _contract.check_use_locking(use_locking)
 
-    def __call__(
-        self,
-        var: Any,
-        m: Any,
-        v: Any,
-        vhat: Any,
-        beta1_power: Any,
-        beta2_power: Any,
-        lr: Any,
-        beta1: Any,
-        beta2: Any,
-        epsilon: Any,
-        grad: Any,
-    ) -> tuple[Any, Any, Any, Any]:
-        args = (var, m, v, vhat, beta1_power, beta2_power, lr, beta1, beta2, epsilon, grad)
-        apply_adam_with_amsgrad_v2(*map(_unwrap, args), use_locking=self.use_locking)
-        return var, m, v, vhat
+    def __call__(self, *inputs: Any) -> tuple[Any, Any, Any, Any]:
+        """The eleven inputs in MindSpore's order (``contract.ARG_NAMES``), positionally."""
+        if len(inputs) != len(_contract.ARG_NAMES):
+            raise TypeError(
+                f"ApplyAdamWithAmsgradV2: expected the {len(_contract.ARG_NAMES)} inputs "
+                f"({', '.join(_contract.ARG_NAMES)}), got {len(inputs)}"
+            )
+        apply_adam_with_amsgrad_v2(*map(_unwrap, inputs), use_locking=self.use_locking)
+        return inputs[0], inputs[1], inputs[2], inputs[3]

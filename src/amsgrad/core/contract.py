@@ -523,20 +523,11 @@ def _fast_hyper_f16(values: Sequence[Any]) -> np.ndarray | None:
     return (table.astype(F16) if quiet else _convert(table, F16)).reshape(6, 1)
 
 
-def resolve(
-    var: Any,
-    m: Any,
-    v: Any,
-    vhat: Any,
-    beta1_power: Any,
-    beta2_power: Any,
-    lr: Any,
-    beta1: Any,
-    beta2: Any,
-    epsilon: Any,
-    grad: Any,
-) -> Plan:
+def resolve(var: Any, m: Any, v: Any, vhat: Any, hypers: Sequence[Any], grad: Any) -> Plan:
     """Check the eleven arguments of the operator (NumPy) and resolve them to one dtype T.
+
+    ``hypers``: the six hyper-parameters in the order of :data:`HYPER_NAMES` (a :class:`Hyper`
+    or any sequence).
 
     var, m, v, vhat: ndarrays of float16, float32 or float64; T is var's dtype. Raises TypeError,
     :class:`DtypeConversionError` or ValueError naming the argument. Does not check memory
@@ -548,7 +539,6 @@ def resolve(
     m = _check_state("m", m, dtype, shape)
     v = _check_state("v", v, dtype, shape)
     vhat = _check_state("vhat", vhat, dtype, shape)
-    hypers = (beta1_power, beta2_power, lr, beta1, beta2, epsilon)  # a Hyper costs 0.2 us here
     table = fast_hyper(hypers, dtype)
     rows = 1
     if table is None:
@@ -570,19 +560,10 @@ def _list_arg(name: str, value: Any, length: int | None) -> list[Any]:
 
 
 def resolve_many(
-    vars: Any,
-    ms: Any,
-    vs: Any,
-    vhats: Any,
-    beta1_power: Any,
-    beta2_power: Any,
-    lr: Any,
-    beta1: Any,
-    beta2: Any,
-    epsilon: Any,
-    grads: Any,
+    vars: Any, ms: Any, vs: Any, vhats: Any, hypers: Sequence[Any], grads: Any
 ) -> ManyPlan:
-    """Check a multi-tensor call: lists of arrays of one dtype, one set of scalar hyper-parameters.
+    """Check a multi-tensor call: lists of arrays of one dtype, one set of scalar hyper-parameters
+    (``hypers``, in the order of :data:`HYPER_NAMES`).
 
     Each tensor may have its own shape. Hyper-parameters must be scalars or single-element
     arrays (per-row batches are a single-tensor feature). Errors name the list and the index.
@@ -598,7 +579,6 @@ def resolve_many(
     else:
         _check_state("vars[0]", var_list[0], None, None)
         dtype = var_list[0].dtype
-    hypers = Hyper(beta1_power, beta2_power, lr, beta1, beta2, epsilon)
     table = fast_hyper(hypers, dtype)
     if table is None:
         values = []

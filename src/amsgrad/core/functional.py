@@ -39,17 +39,12 @@ def apply_adam_with_amsgrad_v2(
     Raises TypeError, :class:`amsgrad.DtypeConversionError` or ValueError naming the argument;
     nothing is written when it raises. The result is bit-exact to MindSpore 2.10 CPU.
     """
+    hypers = (beta1_power, beta2_power, lr, beta1, beta2, epsilon)
     fast = _kernel.fast_apply  # the common call checked in C, or declined (False)
-    if (
-        fast is not None
-        and use_locking is False
-        and fast(var, m, v, vhat, beta1_power, beta2_power, lr, beta1, beta2, epsilon, grad)
-    ):
+    if fast is not None and use_locking is False and fast(var, m, v, vhat, *hypers, grad):
         return var, m, v, vhat
     locking = _contract.check_use_locking(use_locking)
-    plan = _contract.resolve(
-        var, m, v, vhat, beta1_power, beta2_power, lr, beta1, beta2, epsilon, grad
-    )
+    plan = _contract.resolve(var, m, v, vhat, hypers, grad)
     try:
         if locking:
             with _contract.lock_for(plan.var):
@@ -86,13 +81,10 @@ def apply_adam_with_amsgrad_v2_many(
     Returns (vars, ms, vs, vhats).
     """
     locking = _contract.check_use_locking(use_locking)
-    if not locking and _kernel.try_many_unchecked(
-        (vars, ms, vs, vhats, grads), (beta1_power, beta2_power, lr, beta1, beta2, epsilon)
-    ):
+    hypers = (beta1_power, beta2_power, lr, beta1, beta2, epsilon)
+    if not locking and _kernel.try_many_unchecked((vars, ms, vs, vhats, grads), hypers):
         return vars, ms, vs, vhats
-    plan = _contract.resolve_many(
-        vars, ms, vs, vhats, beta1_power, beta2_power, lr, beta1, beta2, epsilon, grads
-    )
+    plan = _contract.resolve_many(vars, ms, vs, vhats, hypers, grads)
     if locking:
         with _contract.lock_many(plan.vars):  # all at once: no deadlock between calls
             _run_many(plan)
