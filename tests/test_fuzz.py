@@ -15,7 +15,7 @@ def test_fuzzer_short_run():
 
 @pytest.mark.slow
 def test_fuzzer_longer_run():
-    assert fuzz_differential.fuzz(cases=None, seconds=120, seed=1) > 0
+    assert fuzz_differential.fuzz(cases=None, seconds=60, seed=1) > 0
 
 
 @pytest.mark.skipif(
