@@ -15,9 +15,11 @@ BACKENDS = kernel.available_backends()
 
 @pytest.fixture(params=BACKENDS)
 def each_backend(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Run the test once per backend; the default backend is restored afterwards."""
+    """Run the test once per backend; the backend in use before is restored afterwards (the
+    best one, or the level that ``AMSGRAD_SIMD`` asked for)."""
+    before = kernel.selected_backend()
     kernel.select_backend(request.param)
     try:
         yield request.param
     finally:
-        kernel.select_backend("best")
+        kernel.select_backend(before)

@@ -203,6 +203,7 @@ def run_on(backend: str, case: Case) -> tuple[str, Any]:
     call = (
         amsgrad.apply_adam_with_amsgrad_v2_many if case.many else amsgrad.apply_adam_with_amsgrad_v2
     )
+    previous = kernel.selected_backend()
     kernel.select_backend(backend)
     try:
         with np.errstate(all="ignore"):
@@ -215,7 +216,7 @@ def run_on(backend: str, case: Case) -> tuple[str, Any]:
             ) from error
         return "error", (type(error).__name__, str(error))
     finally:
-        kernel.select_backend("best")
+        kernel.select_backend(previous)
     flat = [list(r) if isinstance(r, list) else [r] for r in result]
     return "ok", [np.ascontiguousarray(a).copy() for part in flat for a in part]
 

@@ -77,6 +77,7 @@ __all__ = [
     "fast_apply",
     "get_num_threads",
     "select_backend",
+    "selected_backend",
     "set_num_threads",
 ]
 
@@ -122,6 +123,17 @@ def select_backend(name: str) -> None:
     if _native is not None:
         fast_apply = _native.apply_fast
         _native.set_simd("best" if name == "best" else name.split(":", 1)[1])
+
+
+_LEVEL_OF_SIMD = {"avx512f+avx2+f16c": "avx512", "avx2+f16c": "avx2", "portable": "portable"}
+
+
+def selected_backend() -> str:
+    """The backend in use, as :func:`select_backend` names it (``"native:avx2"``, ``"numpy"``):
+    at import, the best one, or the level ``AMSGRAD_SIMD`` asked for."""
+    if _active is None:
+        return "numpy"
+    return f"native:{_LEVEL_OF_SIMD[_active.simd()]}"
 
 
 def set_num_threads(count: int) -> None:
