@@ -60,11 +60,15 @@ import torch
 from amsgrad.adapters.torch_support import (
     NUMPY_OF,
     as_tensor_number,
+    check_decay,
     check_distinct,
     check_memory,
     check_state,
     grad_of,
     local,
+    lr_at,
+    mindspore_grad,
+    mindspore_param_groups,
     new_state,
     state_ok,
     to_dtype,
@@ -78,7 +82,7 @@ from amsgrad.core.dtypes import STATE_DTYPES_TEXT
 from amsgrad.core.functional import apply_adam_with_amsgrad_v2_many
 from amsgrad.core.optimizers import check_hyper_in_dtype, check_optimizer_hyper
 
-__all__ = ["AMSGradV2"]
+__all__ = ["AMSGradV2", "mindspore_param_groups"]
 
 _IMPLEMENTATIONS = ("auto", "kernel", "torch")
 #: The torch-operations path also takes bfloat16.
@@ -94,6 +98,12 @@ def _check_hyper(where: str, lr: Any, betas: Any, eps: Any, implementation: Any)
     """Validate one set of hyper-parameters; ``where`` prefixes the names (a group's index)."""
     if not isinstance(betas, (tuple, list)) or len(betas) != 2:
         raise ValueError(f"{where}betas: expected a pair (beta1, beta2) of numbers, got {betas!r}")
+    if isinstance(lr, (list, tuple)):
+        if not lr:
+            raise ValueError(f"{where}lr: an empty list of per-step learning rates")
+        for index, value in enumerate(lr):
+            _check_hyper(f"{where}lr[{index}]: ", value, betas, eps, implementation)
+        return
     check_optimizer_hyper(
         lr, betas[0], betas[1], eps, names=_NAMES, where=where, read=as_tensor_number
     )
@@ -191,14 +201,19 @@ class AMSGradV2(torch.optim.Optimizer):
         lr: float | torch.Tensor = 1e-3,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
+        weight_decay: float = 0.0,
         *,
+        loss_scale: float = 1.0,
         implementation: str = "auto",
     ) -> None:
         _check_hyper("", lr, betas, eps, implementation)
+        check_decay("", weight_decay, loss_scale)
         defaults = {
-            "lr": lr,
+            "lr": list(lr) if isinstance(lr, (list, tuple)) else lr,
             "betas": tuple(betas),
             "eps": eps,
+            "weight_decay": weight_decay,
+            "loss_scale": loss_scale,
             "implementation": implementation,
         }
         super().__init__(params, defaults)
@@ -211,6 +226,9 @@ class AMSGradV2(torch.optim.Optimizer):
             _check_hyper(
                 where, merged["lr"], merged["betas"], merged["eps"], merged["implementation"]
             )
+            check_decay(where, merged["weight_decay"], merged["loss_scale"])
+            if isinstance(param_group.get("lr"), tuple):
+                param_group["lr"] = list(param_group["lr"])
             params = param_group.get("params")
             if isinstance(params, torch.Tensor):
                 params = [params]
@@ -228,6 +246,8 @@ class AMSGradV2(torch.optim.Optimizer):
         super().__setstate__(state)
         for group in self.param_groups:
             group.setdefault("implementation", "auto")
+            group.setdefault("weight_decay", 0.0)
+            group.setdefault("loss_scale", 1.0)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load a state dict, after checking that every parameter's state is AMSGradV2's.
@@ -281,8 +301,8 @@ class AMSGradV2(torch.optim.Optimizer):
 
         # 2. Each bucket's hyper-parameters in its dtype; with several buckets (one is written
         #    before the kernel checks the next), memory overlap across all kernel buckets.
-        for (group_index, _kernel, _device, dtype, _b1, _b2), members in buckets.items():
-            _check_group_hyper(self.param_groups[group_index], members[0][0], dtype)
+        for (group_index, _kernel, _device, dtype, _b1, _b2, lr), members in buckets.items():
+            _check_group_hyper(self.param_groups[group_index], members[0][0], dtype, lr)
         if len(buckets) > 1:
             check_memory(
                 [member for key, members in buckets.items() if key[1] for member in members],
@@ -290,14 +310,14 @@ class AMSGradV2(torch.optim.Optimizer):
             )
 
         # 3. Update, bucket by bucket; then store the new states and count the step.
-        for (group_index, kernel, *_), members in buckets.items():
+        for (group_index, kernel, *_, lr), members in buckets.items():
             group = self.param_groups[group_index]
             params = [param for _, param in members]
             beta1_power, beta2_power = powers[params[0]]
             if kernel:
-                self._kernel_update(group, params, states, beta1_power, beta2_power)
+                self._kernel_update(group, params, states, beta1_power, beta2_power, lr)
             else:
-                self._torch_update(group, params, states, beta1_power, beta2_power)
+                self._torch_update(group, params, states, beta1_power, beta2_power, lr)
         for param, state in fresh.items():
             self.state[param] = state
         for param, (beta1_power, beta2_power) in powers.items():
@@ -357,6 +377,7 @@ class AMSGradV2(torch.optim.Optimizer):
                     param.dtype,
                     float(beta1_power),
                     float(beta2_power),
+                    lr_at(group["lr"], state["step"], where),
                 )
                 buckets.setdefault(key, []).append((where, param))
 
@@ -369,10 +390,11 @@ class AMSGradV2(torch.optim.Optimizer):
         states: dict[torch.Tensor, dict[str, Any]],
         beta1_power: np.float32,
         beta2_power: np.float32,
+        lr: Any,
     ) -> None:
         """The bit-exact multi-tensor kernel on the tensors' own memory (CPU, zero-copy)."""
         beta1, beta2 = group["betas"]
-        lists = _kernel_lists(params, states)
+        lists = _kernel_lists(group, params, states)
         apply_adam_with_amsgrad_v2_many(
             lists[0],
             lists[1],
@@ -381,7 +403,7 @@ class AMSGradV2(torch.optim.Optimizer):
             # Python floats of the same float32 values: the same bits, and the kernel's fast path
             float(beta1_power),
             float(beta2_power),
-            _scalar(group["lr"]),
+            _scalar(lr),
             _scalar(beta1),
             _scalar(beta2),
             _scalar(group["eps"]),
@@ -398,6 +420,7 @@ class AMSGradV2(torch.optim.Optimizer):
         states: dict[torch.Tensor, dict[str, Any]],
         beta1_power: np.float32,
         beta2_power: np.float32,
+        lr: Any,
     ) -> None:
         """The same formula with torch operations, each rounded to the parameter's dtype."""
         dtype, device = params[0].dtype, params[0].device
@@ -406,7 +429,7 @@ class AMSGradV2(torch.optim.Optimizer):
             dtype,
             beta1_power,
             beta2_power,
-            _scalar(group["lr"]),
+            _scalar(lr),
             _scalar(beta1),
             _scalar(beta2),
             _scalar(group["eps"]),
@@ -415,7 +438,7 @@ class AMSGradV2(torch.optim.Optimizer):
         for param in params:
             state = states[param]
             m, v, vhat = (local(state[name]) for name in ("m", "v", "vhat"))
-            grad = local(grad_of(param))
+            grad = mindspore_grad(local(param), local(grad_of(param)), group)
             if grad.is_neg():
                 grad = grad.resolve_neg()
             if grad.dtype != dtype:
@@ -466,11 +489,11 @@ def _check_grad(where: Any, param: torch.Tensor, grad: torch.Tensor, kernel: boo
             raise type(error)(f"{where}: {error}") from None
 
 
-def _check_group_hyper(group: dict[str, Any], where: Any, dtype: torch.dtype) -> None:
+def _check_group_hyper(group: dict[str, Any], where: Any, dtype: torch.dtype, lr: Any) -> None:
     """The group's hyper-parameters, converted as the update converts them: values of a type
     the operator refuses, and values that round to a degenerate update in ``dtype``."""
     beta1, beta2 = group["betas"]
-    given = (group["lr"], beta1, beta2, group["eps"])
+    given = (lr, beta1, beta2, group["eps"])
     if all(type(value) in (float, int) for value in given):
         try:  # plain numbers: once per set of values (a tensor lr may change in place)
             _hyper_ok(*given, dtype)
@@ -511,12 +534,12 @@ def _check_hyper_values(
 
 
 def _kernel_lists(
-    params: list[torch.Tensor], states: dict[torch.Tensor, dict[str, Any]]
+    group: dict[str, Any], params: list[torch.Tensor], states: dict[torch.Tensor, dict[str, Any]]
 ) -> list[list[np.ndarray]]:
     """The five lists of the multi-tensor kernel for ``params``: parameters, m, v, vhat as
     views of the tensors' memory; gradients too (a negated view is resolved: grads are read)."""
     moments = [states[param] for param in params]
-    grads = [local(grad_of(param)).detach() for param in params]
+    grads = [mindspore_grad(local(p), local(grad_of(p)).detach(), group) for p in params]
     return [
         [local(param).detach().numpy() for param in params],
         [local(state["m"]).numpy() for state in moments],

@@ -375,3 +375,77 @@ def torch_update(
     step = torch.mul(m, lr_t)
     step.div_(denom)
     param.sub_(step)  # param - (lr_t * m) / (sqrt(vhat) + eps)
+
+
+# ---------------------------------------------------------------- MindSpore's training step
+
+
+def check_decay(where: str, weight_decay: Any, loss_scale: Any) -> None:
+    """``weight_decay`` a finite number >= 0 and ``loss_scale`` a finite number > 0 (plain
+    numbers: MindSpore builds its float32 factors from them once)."""
+    checks = (("weight_decay", weight_decay, True), ("loss_scale", loss_scale, False))
+    for name, value, low_ok in checks:
+        number = as_number(value)
+        if (
+            isinstance(value, bool)
+            or number is None
+            or not np.isfinite(number)
+            or number < 0
+            or (number == 0 and not low_ok)
+        ):
+            bound = ">= 0" if low_ok else "> 0"
+            raise ValueError(f"{where}{name}: expected a finite number {bound}, got {value!r}")
+
+
+def lr_at(lr: Any, step: Any, where: Any) -> Any:
+    """The learning rate of the step after ``step`` steps: ``lr`` itself, or ``lr[step]`` for a
+    list of per-step values (MindSpore's ``learning_rate=[...]``, read at ``global_step``)."""
+    if not isinstance(lr, (list, tuple)):
+        return lr
+    index = int(step)
+    if index >= len(lr):
+        raise IndexError(
+            f"{where}: lr is a list of {len(lr)} per-step learning rates, and step {index + 1} "
+            f"(index {index}) is past its end; give a longer list"
+        )
+    return lr[index]
+
+
+def _factor(value: float, like: torch.Tensor) -> torch.Tensor:
+    """``float32(value)`` widened or rounded to ``like``'s dtype, as a 0-d tensor on its device."""
+    exact = float(np.float32(value))
+    return torch.tensor(exact, dtype=torch.float64).to(like.dtype).to(like.device)
+
+
+def mindspore_grad(param: torch.Tensor, grad: torch.Tensor, group: dict[str, Any]) -> torch.Tensor:
+    """The gradient as MindSpore's ``nn.Adam`` hands it to the operator, in a new tensor (the
+    given one is never written): ``grad = param * float32(wd * ls) + grad`` when
+    ``wd * ls > 0``, then ``grad = grad * float32(1 / ls)`` when ``ls != 1``, each operation
+    rounded to the parameter's dtype. Without decay and loss scale: ``grad`` itself."""
+    weight_decay = float(group.get("weight_decay", 0.0))
+    loss_scale = float(group.get("loss_scale", 1.0))
+    decay = weight_decay * loss_scale
+    if decay <= 0 and loss_scale == 1.0:
+        return grad
+    if grad.is_neg():
+        grad = grad.resolve_neg()
+    grad = grad.to(param.dtype)
+    if decay > 0:
+        grad = torch.mul(param.detach(), _factor(decay, param)).add_(grad)
+    if loss_scale != 1.0:
+        grad = torch.mul(grad, _factor(1.0 / loss_scale, param))
+    return grad
+
+
+def mindspore_param_groups(named_parameters: Any, weight_decay: float) -> list[dict[str, Any]]:
+    """Parameter groups that decay as MindSpore's ``nn.Adam(params, weight_decay=wd)`` without
+    groups does: parameters whose name holds neither ``beta`` nor ``gamma`` decay by
+    ``weight_decay``, the others (LayerNorm/BatchNorm scales and shifts) do not. Both groups
+    use the optimizer's default lr. (With groups MindSpore applies no name filter.)"""
+    decayed: list[torch.Tensor] = []
+    spared: list[torch.Tensor] = []
+    for name, param in named_parameters:
+        (spared if "beta" in name or "gamma" in name else decayed).append(param)
+    groups = [{"params": decayed, "weight_decay": weight_decay}]
+    groups.append({"params": spared, "weight_decay": 0.0})
+    return [group for group in groups if group["params"]]
