@@ -62,6 +62,7 @@ from amsgrad.adapters.torch_support import (
     as_tensor_number,
     check_decay,
     check_distinct,
+    check_group_keys,
     check_memory,
     check_state,
     grad_of,
@@ -204,6 +205,11 @@ class AMSGradV2(torch.optim.Optimizer):
         weight_decay: float = 0.0,
         *,
         loss_scale: float = 1.0,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        fused: bool | None = None,
+        capturable: bool = False,
+        differentiable: bool = False,
         implementation: str = "auto",
     ) -> None:
         _check_hyper("", lr, betas, eps, implementation)
@@ -214,8 +220,14 @@ class AMSGradV2(torch.optim.Optimizer):
             "eps": eps,
             "weight_decay": weight_decay,
             "loss_scale": loss_scale,
+            "maximize": maximize,
+            "foreach": foreach,
+            "fused": fused,
+            "capturable": capturable,
+            "differentiable": differentiable,
             "implementation": implementation,
         }
+        check_group_keys("", defaults)
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -223,6 +235,7 @@ class AMSGradV2(torch.optim.Optimizer):
         if isinstance(param_group, dict):
             merged = {**self.defaults, **param_group}
             where = f"param_groups[{len(self.param_groups)}]: "
+            check_group_keys(where, merged)
             _check_hyper(
                 where, merged["lr"], merged["betas"], merged["eps"], merged["implementation"]
             )
@@ -248,6 +261,10 @@ class AMSGradV2(torch.optim.Optimizer):
             group.setdefault("implementation", "auto")
             group.setdefault("weight_decay", 0.0)
             group.setdefault("loss_scale", 1.0)
+            for name, value in (("maximize", False), ("foreach", None), ("fused", None)):
+                group.setdefault(name, value)
+            group.setdefault("capturable", False)
+            group.setdefault("differentiable", False)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load a state dict, after checking that every parameter's state is AMSGradV2's.

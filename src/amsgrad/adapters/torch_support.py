@@ -421,10 +421,13 @@ def mindspore_grad(param: torch.Tensor, grad: torch.Tensor, group: dict[str, Any
     """The gradient as MindSpore's ``nn.Adam`` hands it to the operator, in a new tensor (the
     given one is never written): ``grad = param * float32(wd * ls) + grad`` when
     ``wd * ls > 0``, then ``grad = grad * float32(1 / ls)`` when ``ls != 1``, each operation
-    rounded to the parameter's dtype. Without decay and loss scale: ``grad`` itself."""
+    rounded to the parameter's dtype; with ``maximize``, ``-grad`` first. Without any of
+    them: ``grad`` itself."""
     weight_decay = float(group.get("weight_decay", 0.0))
     loss_scale = float(group.get("loss_scale", 1.0))
     decay = weight_decay * loss_scale
+    if group.get("maximize"):
+        grad = torch.neg(grad)  # first, as torch.optim.Adam(maximize=True): a new tensor
     if decay <= 0 and loss_scale == 1.0:
         return grad
     if grad.is_neg():
@@ -449,3 +452,54 @@ def mindspore_param_groups(named_parameters: Any, weight_decay: float) -> list[d
     groups = [{"params": decayed, "weight_decay": weight_decay}]
     groups.append({"params": spared, "weight_decay": 0.0})
     return [group for group in groups if group["params"]]
+
+
+#: The keys a parameter group may hold (``param_names``: torch's, for named parameters).
+GROUP_KEYS = (
+    "params",
+    "param_names",
+    "lr",
+    "betas",
+    "eps",
+    "weight_decay",
+    "loss_scale",
+    "maximize",
+    "foreach",
+    "fused",
+    "capturable",
+    "differentiable",
+    "implementation",
+)
+#: torch.optim.Adam's flags: the values honoured, and what to use instead of the others.
+_FLAGS = {
+    "maximize": ((False, True), "a bool"),
+    "foreach": (
+        (None, True),
+        "None or True: the update always runs on all tensors of a bucket at once (choose the "
+        "arithmetic with implementation='kernel' or 'torch')",
+    ),
+    "fused": (
+        (None, True),
+        "None or True: the kernel is fused (choose the arithmetic with "
+        "implementation='kernel' or 'torch')",
+    ),
+    "capturable": ((False,), "False: CUDA graph capture is not supported"),
+    "differentiable": ((False,), "False: the update runs under torch.no_grad()"),
+}
+
+
+def check_group_keys(where: str, group: dict[str, Any]) -> None:
+    """Refuse unknown keys (a typo such as ``weight_decy`` must not train silently) and the
+    values of torch's flags that AMSGradV2 does not honour."""
+    unknown = [key for key in group if key not in GROUP_KEYS]
+    if unknown:
+        raise ValueError(
+            f"{where}unknown parameter-group keys {', '.join(map(repr, unknown))}; the known "
+            f"keys are {', '.join(map(repr, GROUP_KEYS))}"
+        )
+    for name, (allowed, instead) in _FLAGS.items():
+        if name in group and not any(
+            group[name] is value or (type(group[name]) is bool and group[name] == value)
+            for value in allowed
+        ):
+            raise ValueError(f"{where}{name}={group[name]!r} is not supported; use {instead}")
