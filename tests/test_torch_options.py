@@ -3,6 +3,7 @@ flags (foreach, fused, capturable, differentiable)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 pytest.importorskip("torch")
@@ -78,3 +79,46 @@ def test_flags_other_values_are_refused(flag: str, value: object, instead: str) 
     opt = AMSGradV2([param()])
     with pytest.raises(ValueError, match=rf"param_groups\[1\]: {flag}"):
         opt.add_param_group({"params": [torch.nn.Parameter(torch.ones(2))], flag: value})
+
+
+def test_load_state_dict_converts_torch_adam_amsgrad() -> None:
+    torch.manual_seed(1)
+    model = torch.nn.Linear(4, 3)
+    adam = torch.optim.Adam(model.parameters(), lr=0.01, betas=(0.8, 0.95), amsgrad=True)
+    for _ in range(4):
+        adam.zero_grad()
+        model(torch.randn(5, 4)).square().sum().backward()
+        adam.step()
+    saved = adam.state_dict()
+    opt = AMSGradV2(model.parameters(), lr=0.5, betas=(0.9, 0.999), implementation="torch")
+    opt.load_state_dict(saved)
+    group = opt.param_groups[0]
+    assert (group["lr"], tuple(group["betas"]), group["implementation"]) == (
+        0.01,
+        (0.8, 0.95),
+        "torch",
+    )
+    powers = [np.float32(1.0), np.float32(1.0)]
+    for _ in range(4):
+        powers = [np.float32(p * np.float32(b)) for p, b in zip(powers, (0.8, 0.95), strict=True)]
+    for param in model.parameters():
+        state, adam_state = opt.state[param], adam.state[param]
+        assert torch.equal(state["m"], adam_state["exp_avg"])
+        assert torch.equal(state["v"], adam_state["exp_avg_sq"])
+        assert torch.equal(state["vhat"], adam_state["max_exp_avg_sq"])
+        assert state["step"] == 4 and type(state["step"]) is int
+        assert (state["beta1_power"], state["beta2_power"]) == tuple(map(float, powers))
+    model(torch.randn(5, 4)).square().sum().backward()
+    opt.step()
+    assert all(opt.state[p]["step"] == 5 for p in model.parameters())
+
+
+def test_load_state_dict_refuses_torch_adam_without_amsgrad() -> None:
+    model = torch.nn.Linear(2, 1)
+    adam = torch.optim.Adam(model.parameters())
+    model(torch.ones(1, 2)).sum().backward()
+    adam.step()
+    opt = AMSGradV2(model.parameters())
+    with pytest.raises(ValueError, match=r"max_exp_avg_sq.*amsgrad=False.*exp_avg_sq"):
+        opt.load_state_dict(adam.state_dict())
+    assert not opt.state

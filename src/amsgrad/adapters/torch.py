@@ -65,6 +65,7 @@ from amsgrad.adapters.torch_support import (
     check_group_keys,
     check_memory,
     check_state,
+    from_torch_adam,
     grad_of,
     local,
     lr_at,
@@ -273,7 +274,11 @@ class AMSGradV2(torch.optim.Optimizer):
         shape), ``step`` (an int >= 0) and ``beta1_power``, ``beta2_power`` (numbers in [0, 1]).
         Otherwise raises ValueError naming the parameter and what is missing or wrong (a
         ``torch.optim.Adam`` state dict is named as such), and nothing of the optimizer changes.
+        A ``torch.optim.Adam(amsgrad=True)`` state dict is converted first (see
+        :func:`~amsgrad.adapters.torch_support.from_torch_adam`).
         """
+        if isinstance(state_dict, dict):
+            state_dict = from_torch_adam(state_dict, self.param_groups)
         saved_groups = state_dict.get("param_groups") if isinstance(state_dict, dict) else None
         states = state_dict.get("state") if isinstance(state_dict, dict) else None
         if (

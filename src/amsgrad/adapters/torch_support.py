@@ -125,8 +125,9 @@ def check_state(where: Any, param: torch.Tensor, state: Any, loaded: bool) -> No
     if isinstance(state, dict) and any(key in state for key in ADAM_KEYS):
         text += (
             f" (it holds {', '.join(k for k in ADAM_KEYS if k in state)}: this is a "
-            "torch.optim.Adam state dict; converting it to AMSGradV2's state is not supported "
-            "yet: start AMSGradV2 from a fresh state, or keep training with torch.optim.Adam)"
+            "torch.optim.Adam state dict; load_state_dict converts one of "
+            "torch.optim.Adam(amsgrad=True) whose every state holds exp_avg, exp_avg_sq, "
+            "max_exp_avg_sq and step)"
         )
     raise ValueError(text)
 
@@ -503,3 +504,60 @@ def check_group_keys(where: str, group: dict[str, Any]) -> None:
             for value in allowed
         ):
             raise ValueError(f"{where}{name}={group[name]!r} is not supported; use {instead}")
+
+
+def from_torch_adam(state_dict: dict[str, Any], groups: list[dict[str, Any]]) -> dict[str, Any]:
+    """A ``torch.optim.Adam(amsgrad=True)`` state dict as AMSGradV2's; others unchanged.
+
+    Per parameter: ``exp_avg`` -> ``m``, ``exp_avg_sq`` -> ``v``, ``max_exp_avg_sq`` ->
+    ``vhat``, ``step`` (an int), and the beta powers as MindSpore keeps them: the float32
+    running product of ``float32(beta)``, ``step`` times. Each saved group's ``lr``, ``betas``,
+    ``eps``, ``weight_decay`` and ``maximize`` replace the optimizer's group's; its other settings
+    (``loss_scale``, ``implementation``) stay. Raises ValueError for an Adam state without
+    ``max_exp_avg_sq`` (amsgrad=False), saying how to convert it.
+    """
+    states, saved_groups = state_dict.get("state"), state_dict.get("param_groups")
+    if not isinstance(states, dict) or not isinstance(saved_groups, list):
+        return state_dict
+    adam = [key for key, state in states.items() if isinstance(state, dict) and "exp_avg" in state]
+    if not adam or any("m" in states[key] for key in adam) or len(saved_groups) != len(groups):
+        return state_dict
+    converted_groups, converted = [], {}
+    for group, saved in zip(groups, saved_groups, strict=True):
+        if not isinstance(saved, dict) or not isinstance(saved.get("params"), list):
+            return state_dict  # torch.optim.Optimizer reports it
+        new_group = {key: value for key, value in group.items() if key != "params"}
+        for key in ("lr", "betas", "eps", "weight_decay", "maximize"):
+            if key in saved:
+                new_group[key] = tuple(saved[key]) if key == "betas" else saved[key]
+        new_group["params"] = saved["params"]
+        converted_groups.append(new_group)
+        beta1, beta2 = (np.float32(beta) for beta in new_group["betas"])
+        for key in saved["params"]:
+            state = states.get(key)
+            if not isinstance(state, dict) or "exp_avg" not in state:
+                if state is not None:
+                    converted[key] = state
+                continue
+            if "max_exp_avg_sq" not in state:
+                raise ValueError(
+                    f"state {key!r}: a torch.optim.Adam state without 'max_exp_avg_sq' "
+                    "(amsgrad=False) has no vhat; to convert it, set "
+                    "state['max_exp_avg_sq'] = state['exp_avg_sq'].clone() (the running maximum "
+                    "restarts from the current v) or train with torch.optim.Adam(amsgrad=True)"
+                )
+            step = state.get("step", 0)
+            step = int(step.item()) if isinstance(step, torch.Tensor) else int(step)
+            power1 = power2 = np.float32(1.0)
+            with np.errstate(under="ignore"):
+                for _ in range(step):
+                    power1, power2 = np.float32(power1 * beta1), np.float32(power2 * beta2)
+            converted[key] = {
+                "step": step,
+                "beta1_power": float(power1),
+                "beta2_power": float(power2),
+                "m": state["exp_avg"],
+                "v": state["exp_avg_sq"],
+                "vhat": state["max_exp_avg_sq"],
+            }
+    return {**state_dict, "state": converted, "param_groups": converted_groups}
