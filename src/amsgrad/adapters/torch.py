@@ -40,7 +40,8 @@ becomes 1, so that ``1 - beta`` is 0 and the parameters diverge; an eps above 0 
 so that a zero gradient gives NaN, as 1e-8 in float16) are refused at ``step()`` with a
 ValueError, before anything is written. ``step()`` checks every parameter, gradient and state of
 every group before it writes anything; ``load_state_dict`` checks the state it is given (a
-``torch.optim.Adam`` state dict is refused with a clear message).
+``torch.optim.Adam(amsgrad=True)`` state dict is converted; one without amsgrad is refused with
+a message saying how to convert it).
 
 Sharded training: ``torch.distributed.optim.ZeroRedundancyOptimizer(params,
 optimizer_class=AMSGradV2, ...)`` works (each rank keeps the state of its own parameters), and so
@@ -174,11 +175,19 @@ class AMSGradV2(torch.optim.Optimizer):
 
     Args:
       params: an iterable of tensors, of ``(name, tensor)`` pairs, or of parameter-group dicts
-        (each may set its own ``lr``, ``betas``, ``eps``, ``implementation``).
-      lr: learning rate, >= 0 (a number, or a one-element tensor read with ``.item()``).
+        (each may set its own ``lr``, ``betas``, ``eps``, ``weight_decay``, ``loss_scale``,
+        ``maximize``, ``implementation``; other keys are refused).
+      lr: learning rate, >= 0 (a number, or a one-element tensor read with ``.item()``), or a
+        list of per-step values (MindSpore's ``learning_rate=[...]``).
       betas: ``(beta1, beta2)``, each in [0, 1).
       eps: added to ``sqrt(vhat)`` in the denominator, >= 0. Unlike ``torch.optim.Adam``, the
         bias correction is applied to the learning rate (``lr_t``), so eps is not scaled by it.
+      weight_decay: MindSpore's coupled decay, ``grad = param * float32(wd * loss_scale) +
+        grad`` in the parameter's dtype (on a new tensor), >= 0.
+      loss_scale: after the decay, ``grad = grad * float32(1 / loss_scale)``, > 0.
+      maximize, foreach, fused, capturable, differentiable: as ``torch.optim.Adam``'s, for the
+        values honoured (``maximize`` negates the gradient first; ``foreach``/``fused`` None or
+        True; ``capturable``/``differentiable`` False).
       implementation: ``"auto"`` (kernel on CPU, torch operations elsewhere), ``"kernel"`` or
         ``"torch"`` (see the module docstring).
 
