@@ -14,7 +14,10 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import amsgrad  # noqa: E402
-from amsgrad.adapters.torch import AMSGradV2, _sqrt64, _torch_scalars, torch_update  # noqa: E402
+from amsgrad.adapters.torch import AMSGradV2  # noqa: E402
+from amsgrad.adapters.torch_support import sqrt64 as _sqrt64  # noqa: E402
+from amsgrad.adapters.torch_support import torch_scalars as _torch_scalars  # noqa: E402
+from amsgrad.adapters.torch_support import torch_update  # noqa: E402
 from helpers import assert_bits_equal, bits_equal  # noqa: E402
 
 DTYPES = [torch.float16, torch.float32, torch.float64]

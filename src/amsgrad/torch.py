@@ -4,6 +4,6 @@ The public entry of :mod:`amsgrad.adapters.torch` (which holds the code and its 
 ``import amsgrad.torch`` imports PyTorch; ``import amsgrad`` does not.
 """
 
-from amsgrad.adapters.torch import AMSGradV2
+from amsgrad.adapters.torch import AMSGradV2, mindspore_param_groups
 
-__all__ = ["AMSGradV2"]
+__all__ = ["AMSGradV2", "mindspore_param_groups"]

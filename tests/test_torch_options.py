@@ -1,0 +1,124 @@
+"""AMSGradV2's torch.optim.Adam-shaped surface: group keys, positional order, maximize and the
+flags (foreach, fused, capturable, differentiable)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+import torch
+
+from amsgrad.torch import AMSGradV2
+
+
+def param() -> torch.nn.Parameter:
+    torch.manual_seed(0)
+    return torch.nn.Parameter(torch.randn(7))
+
+
+def test_unknown_group_keys_are_refused_with_the_known_ones() -> None:
+    p = param()
+    with pytest.raises(ValueError, match=r"'weight_decy'.*known keys are .*'weight_decay'"):
+        AMSGradV2([{"params": [p], "weight_decy": 0.1}])
+    opt = AMSGradV2([p])
+    with pytest.raises(ValueError, match=r"param_groups\[1\]: unknown parameter-group keys 'lrr'"):
+        opt.add_param_group({"params": [torch.nn.Parameter(torch.ones(2))], "lrr": 0.1})
+    assert len(opt.param_groups) == 1
+
+
+def test_positional_order_is_torch_adams() -> None:
+    p = param()
+    opt = AMSGradV2([p], 0.01, (0.8, 0.9), 1e-6, 0.02)
+    group = opt.param_groups[0]
+    assert (group["lr"], group["betas"], group["eps"], group["weight_decay"]) == (
+        0.01,
+        (0.8, 0.9),
+        1e-6,
+        0.02,
+    )
+
+
+@pytest.mark.parametrize("implementation", ["kernel", "torch"])
+def test_maximize_negates_the_gradient_first(implementation: str) -> None:
+    a, b = param(), param()
+    opt_a = AMSGradV2([a], 0.01, weight_decay=0.1, maximize=True, implementation=implementation)
+    opt_b = AMSGradV2([b], 0.01, weight_decay=0.1, implementation=implementation)
+    for step in range(3):
+        torch.manual_seed(step)
+        grad = torch.randn(7)
+        a.grad = grad.clone()
+        b.grad = -grad
+        opt_a.step()
+        opt_b.step()
+        assert torch.equal(a.grad, grad)  # not modified in place
+    assert torch.equal(a, b)
+    for key in ("m", "v", "vhat"):
+        assert torch.equal(opt_a.state[a][key], opt_b.state[b][key])
+
+
+def test_flags_honoured_values_are_accepted() -> None:
+    p = param()
+    AMSGradV2([p], foreach=True, fused=True, capturable=False, differentiable=False)
+    AMSGradV2([p], foreach=None, fused=None)
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "instead"),
+    [
+        ("foreach", False, "implementation="),
+        ("fused", False, "implementation="),
+        ("capturable", True, "CUDA graph"),
+        ("differentiable", True, "no_grad"),
+        ("maximize", 1, "a bool"),
+    ],
+)
+def test_flags_other_values_are_refused(flag: str, value: object, instead: str) -> None:
+    with pytest.raises(ValueError, match=rf"{flag}=.* is not supported; use .*{instead}"):
+        AMSGradV2([param()], **{flag: value})
+    opt = AMSGradV2([param()])
+    with pytest.raises(ValueError, match=rf"param_groups\[1\]: {flag}"):
+        opt.add_param_group({"params": [torch.nn.Parameter(torch.ones(2))], flag: value})
+
+
+def test_load_state_dict_converts_torch_adam_amsgrad() -> None:
+    torch.manual_seed(1)
+    model = torch.nn.Linear(4, 3)
+    adam = torch.optim.Adam(model.parameters(), lr=0.01, betas=(0.8, 0.95), amsgrad=True)
+    for _ in range(4):
+        adam.zero_grad()
+        model(torch.randn(5, 4)).square().sum().backward()
+        adam.step()
+    saved = adam.state_dict()
+    opt = AMSGradV2(model.parameters(), lr=0.5, betas=(0.9, 0.999), implementation="torch")
+    opt.load_state_dict(saved)
+    group = opt.param_groups[0]
+    assert (group["lr"], tuple(group["betas"]), group["implementation"]) == (
+        0.01,
+        (0.8, 0.95),
+        "torch",
+    )
+    powers = [np.float32(1.0), np.float32(1.0)]
+    for _ in range(4):
+        powers = [np.float32(p * np.float32(b)) for p, b in zip(powers, (0.8, 0.95), strict=True)]
+    for param in model.parameters():
+        state, adam_state = opt.state[param], adam.state[param]
+        assert torch.equal(state["m"], adam_state["exp_avg"])
+        assert torch.equal(state["v"], adam_state["exp_avg_sq"])
+        assert torch.equal(state["vhat"], adam_state["max_exp_avg_sq"])
+        assert state["step"] == 4 and type(state["step"]) is int
+        assert (state["beta1_power"], state["beta2_power"]) == tuple(map(float, powers))
+    model(torch.randn(5, 4)).square().sum().backward()
+    opt.step()
+    assert all(opt.state[p]["step"] == 5 for p in model.parameters())
+
+
+def test_load_state_dict_refuses_torch_adam_without_amsgrad() -> None:
+    model = torch.nn.Linear(2, 1)
+    adam = torch.optim.Adam(model.parameters())
+    model(torch.ones(1, 2)).sum().backward()
+    adam.step()
+    opt = AMSGradV2(model.parameters())
+    with pytest.raises(ValueError, match=r"max_exp_avg_sq.*amsgrad=False.*exp_avg_sq"):
+        opt.load_state_dict(adam.state_dict())
+    assert not opt.state
