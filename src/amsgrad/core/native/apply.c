@@ -10,6 +10,16 @@
 
 #include "internal.h"
 
+void ams_run_job_released(const job_t *j, size_t total) {
+    if (total >= AMS_GIL_MIN) {
+        Py_BEGIN_ALLOW_THREADS
+        ams_run_job(j, total);
+        Py_END_ALLOW_THREADS
+    } else {
+        ams_run_job(j, total);
+    }
+}
+
 static int parse_size(PyObject *o, const char *what, Py_ssize_t *out) {
     if (!PyLong_Check(o)) {
         PyErr_Format(PyExc_TypeError, "%s must be an int", what);
@@ -103,13 +113,7 @@ PyObject *ams_py_apply(PyObject *self, PyObject *const *args, Py_ssize_t nargs) 
     j.nrows = (size_t)nrows;
     j.L = n / (size_t)nrows;
     j.hyper = hyper;
-    if (n >= AMS_GIL_MIN) {
-        Py_BEGIN_ALLOW_THREADS
-        ams_run_job(&j, n);
-        Py_END_ALLOW_THREADS
-    } else {
-        ams_run_job(&j, n);
-    }
+    ams_run_job_released(&j, n);
     result = Py_None;
     Py_INCREF(result);
 done:
@@ -268,13 +272,7 @@ PyObject *ams_py_apply_many(PyObject *self, PyObject *const *args, Py_ssize_t na
         j.ptrs = ptrs;
         j.pref = pref;
         ams_make_consts(dt, hb.buf, 0, 1, &j.c);
-        if (total >= AMS_GIL_MIN) {
-            Py_BEGIN_ALLOW_THREADS
-            ams_run_job(&j, total);
-            Py_END_ALLOW_THREADS
-        } else {
-            ams_run_job(&j, total);
-        }
+        ams_run_job_released(&j, total);
     }
     result = Py_None;
     Py_INCREF(result);

@@ -139,13 +139,7 @@ PyObject *ams_py_apply_fast(PyObject *self, PyObject *const *args, Py_ssize_t na
         j.nrows = 1;
         j.L = n;
         j.hyper = &hyper;
-        if (n >= AMS_GIL_MIN) {
-            Py_BEGIN_ALLOW_THREADS
-            ams_run_job(&j, n);
-            Py_END_ALLOW_THREADS
-        } else {
-            ams_run_job(&j, n);
-        }
+        ams_run_job_released(&j, n);
     }
     for (int k = 0; k < 5; k++) PyBuffer_Release(&b[k]);
     Py_RETURN_TRUE;

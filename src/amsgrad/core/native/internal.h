@@ -102,6 +102,9 @@ typedef struct {
 } job_t;
 
 AMS_HIDDEN void ams_run_job(const job_t *j, size_t total);
+/* apply.c: ams_run_job from a caller that holds the GIL, released for jobs of AMS_GIL_MIN
+ * elements or more */
+AMS_HIDDEN void ams_run_job_released(const job_t *j, size_t total);
 /* module.c: the thread count for new jobs (read and written under the GIL) */
 AMS_HIDDEN extern int ams_num_threads;
 AMS_HIDDEN int ams_cpu_count(void);
