@@ -58,6 +58,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from amsgrad.adapters import torch_fast
 from amsgrad.adapters.torch_support import (
     NUMPY_OF,
     as_tensor_number,
@@ -238,6 +239,8 @@ class AMSGradV2(torch.optim.Optimizer):
             "implementation": implementation,
         }
         check_group_keys("", defaults)
+        # What the last full step checked, per group, reused while it holds (torch_fast).
+        self._fast_plans: dict[int, torch_fast.GroupPlan | None] = {}
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -263,10 +266,12 @@ class AMSGradV2(torch.optim.Optimizer):
             for index, param in enumerate(params):
                 if isinstance(param, torch.Tensor) and param.dtype == torch.bfloat16:
                     _check_param(len(self.param_groups), index, param, merged["implementation"])
+        self._fast_plans = {}
         super().add_param_group(param_group)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
+        self._fast_plans = {}
         for group in self.param_groups:
             group.setdefault("implementation", "auto")
             group.setdefault("weight_decay", 0.0)
@@ -307,6 +312,7 @@ class AMSGradV2(torch.optim.Optimizer):
                         check_state(where, param, states[key], loaded=True)
         super().load_state_dict(state_dict)
 
+    @torch.compiler.disable  # runs as it is inside compiled code (see docs/frameworks.md)
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Update every parameter that has a gradient; returns the closure's loss (or None).
@@ -321,6 +327,13 @@ class AMSGradV2(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+
+        # 0. The fast path: a step like the last one, on the checks it recorded (torch_fast).
+        if self._fast_plans:
+            prepared = torch_fast.prepare(self, self._fast_plans, _fast_hyper_ok)
+            if prepared is not None and torch_fast.run(prepared):
+                return loss
+        self._fast_plans = {}
 
         # 1. Check every parameter and its state; new states are made aside, stored at the end.
         fresh: dict[torch.Tensor, dict[str, Any]] = {}
@@ -356,6 +369,7 @@ class AMSGradV2(torch.optim.Optimizer):
             state["step"] += 1
             state["beta1_power"] = float(beta1_power)
             state["beta2_power"] = float(beta2_power)
+        self._fast_plans = torch_fast.record(self, buckets)
         return loss
 
     def _check_all(
@@ -533,6 +547,19 @@ def _check_group_hyper(group: dict[str, Any], where: Any, dtype: torch.dtype, lr
             pass  # raised again below, with the parameter's name
     lr, beta1, beta2, eps = (_scalar(value) for value in given)
     _check_hyper_values(f"{where}: ", lr, beta1, beta2, eps, dtype)
+
+
+def _fast_hyper_ok(group: dict[str, Any], dtype: torch.dtype, lr: Any) -> bool:
+    """For the fast step: the group's hyper-parameters are Python floats that give a valid
+    update in ``dtype`` (anything else takes the full path, which names the problem)."""
+    beta1, beta2 = group["betas"]
+    given = (lr, beta1, beta2, group["eps"])
+    if not all(type(value) is float for value in given):
+        return False
+    try:
+        return _hyper_ok(*given, dtype)
+    except (TypeError, ValueError):
+        return False
 
 
 @functools.lru_cache(maxsize=256)
