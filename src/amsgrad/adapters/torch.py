@@ -52,13 +52,16 @@ does FSDP2 (``fully_shard``): DTensor parameters are updated through their local
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
+import os
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
 from amsgrad.adapters import torch_fast
+from amsgrad.adapters.mindspore_state import NameMap
+from amsgrad.adapters.torch_mindspore import load_mindspore_state, save_mindspore_state
 from amsgrad.adapters.torch_support import (
     NUMPY_OF,
     as_tensor_number,
@@ -491,6 +494,59 @@ class AMSGradV2(torch.optim.Optimizer):
             torch_update(
                 local(param), m, v, vhat, grad, lr_t, one_minus_beta1, one_minus_beta2, eps
             )
+
+    # ----------------------------------------------------------------------- MindSpore files
+
+    def load_mindspore(
+        self,
+        checkpoint: str | os.PathLike[str] | Mapping[str, Any],
+        model: torch.nn.Module,
+        name_map: NameMap = None,
+        *,
+        lr_mismatch: str = "warn",
+    ) -> None:
+        """Load the parameters and the state of ``mindspore.save_checkpoint(optimizer)`` of an
+        ``nn.Adam(use_amsgrad=True)``, so that the next ``step()`` is MindSpore's next step.
+
+        checkpoint: a ``.ckpt``/``.safetensors`` path, or the dict
+          :func:`amsgrad.mindspore.load_checkpoint` returns.
+        model: the module whose ``named_parameters()`` name this optimizer's parameters.
+        name_map: MindSpore's name of each torch name where they differ: a dict (names it
+          lacks are kept) or a callable.
+        lr_mismatch: when the checkpoint's ``learning_rate`` differs (in float32) from a
+          group's lr: ``"warn"`` (default), ``"raise"`` or ``"ignore"``; the optimizer keeps
+          its own lr either way.
+
+        Each parameter receives ``<name>``, its ``m``, ``v``, ``vhat`` the entries
+        ``moment1.<name>``, ``moment2.<name>``, ``vhat.<name>``, its ``step`` ``global_step``
+        (which also positions a per-step lr list) and its beta powers the checkpoint's float32
+        ``beta1_power``, ``beta2_power``. Entries must have the parameter's shape and dtype.
+        Everything is checked first: a missing or wrong entry raises ValueError naming it, and
+        nothing has changed. Model parameters that this optimizer does not hold are not read.
+        """
+        load_mindspore_state(self, checkpoint, model, name_map, lr_mismatch)
+        self._fast_plans = {}  # new state and parameters: the next step checks everything
+
+    def save_mindspore(
+        self,
+        path: str | os.PathLike[str],
+        model: torch.nn.Module,
+        name_map: NameMap = None,
+        *,
+        format: str | None = None,
+    ) -> None:
+        """Write the parameters and state as ``mindspore.save_checkpoint(optimizer)`` of an
+        ``nn.Adam(use_amsgrad=True)`` would (the names and order of :meth:`load_mindspore`),
+        so that MindSpore's ``load_param_into_net`` on its network and optimizer continues
+        from here. format: ``"ckpt"`` or ``"safetensors"`` (default: the extension's).
+
+        MindSpore keeps one ``global_step`` and one pair of beta powers for all parameters:
+        raises ValueError when this optimizer's parameters differ in step or beta powers
+        (parameters without a gradient at some step). ``learning_rate`` is written when every
+        group has the same lr (a number or a per-step list); otherwise it is left out with a
+        UserWarning. The file is written atomically.
+        """
+        save_mindspore_state(self, path, model, name_map, format)
 
 
 # --------------------------------------------------------------------------- state and checks
