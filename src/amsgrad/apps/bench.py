@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from amsgrad.apps.bench_report import console, markdown, plot, targets
+from amsgrad.apps.bench_scenarios import SCENARIOS, goals
 from amsgrad.apps.bench_worker import (
     ARRAYS_MOVED,
     DEFAULT_MANY,
@@ -327,8 +328,62 @@ def _build_parser() -> argparse.ArgumentParser:
         help="a Python interpreter with mindspore installed (its own virtual "
         "environment); without it MindSpore is timed only if importable here",
     )
+    parser.add_argument(
+        "--scenarios",
+        type=_parse_scenarios,
+        default=None,
+        help="what users run, timed beside its peer: "
+        f"{','.join(SCENARIOS)} (the default: all; quick: the first four), or 'none'",
+    )
     parser.add_argument("--no-plot", action="store_true", help="do not write results.png")
     return parser
+
+
+def _parse_scenarios(text: str) -> list[str]:
+    if text.strip().lower() == "none":
+        return []
+    return _parse_choices(tuple(SCENARIOS))(text)
+
+
+def _scenario_batches(names: list[str]) -> list[list[str]]:
+    return [[name for name in names if name != "jax-step"], [n for n in names if n == "jax-step"]]
+
+
+def _run_scenarios(
+    names: list[str], settings: dict[str, Any], workdir: Path, on_tick: Callable[[str], None]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The scenarios in worker processes (JAX apart: its thread pool is fixed at start)."""
+    results: list[dict[str, Any]] = []
+    notes: list[str] = []
+    for index, batch in enumerate(filter(None, _scenario_batches(names))):
+        spec = workdir / f"scenarios{index}.json"
+        out = workdir / f"scenarios{index}.out.json"
+        spec.write_text(
+            json.dumps(
+                {"scenarios": batch, "repeat": settings["repeat"], "min_time": settings["min_time"]}
+            ),
+            encoding="utf-8",
+        )
+        on_tick(f"scenarios: {', '.join(batch)}")
+        env = _worker_env(_Group([], sys.executable, [1], affinity=1))
+        done = subprocess.run(
+            [sys.executable, "-m", "amsgrad.apps.bench_scenarios", str(spec), str(out)],
+            env=env,
+            cwd=workdir,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            check=False,
+        )
+        if done.returncode == 0 and out.exists():
+            results.extend(json.loads(out.read_text(encoding="utf-8")))
+        else:
+            notes.append(
+                f"scenarios {', '.join(batch)}: worker exited with code {done.returncode}: "
+                f"{done.stderr.strip()[-600:]}"
+            )
+    return results, notes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -361,7 +416,13 @@ def main(argv: list[str] | None = None) -> int:
             )
     peers = [peer for peer in PEERS if peer in args.peers]
     groups = _plan_groups(peers, args.threads, args.mindspore_python)
+    scenario_names = (
+        args.scenarios
+        if args.scenarios is not None
+        else list(SCENARIOS)[: 4 if args.quick else len(SCENARIOS)]
+    )
     total = sum(len(cases) * len(group.peers) * len(group.threads) for group in groups)
+    total += sum(bool(batch) for batch in _scenario_batches(scenario_names))
 
     from amsgrad.apps.progress import Progress
 
@@ -403,6 +464,8 @@ def main(argv: list[str] | None = None) -> int:
             versions.update(payload["versions"])
             notes.extend(note for note in payload["notes"] if note not in notes)
             unavailable.update(payload["unavailable"])
+        scenarios, scenario_notes = _run_scenarios(scenario_names, settings, Path(tmp), on_tick)
+        notes.extend(scenario_notes)
     wall = time.perf_counter() - started
 
     skipped = [peer for peer in settings["skip_many"] if peer in peers and peer not in unavailable]
@@ -429,7 +492,9 @@ def main(argv: list[str] | None = None) -> int:
         "method": _method(settings),
         "descriptions": {peer: DESCRIPTIONS[peer] for peer in peers},
         "results": results,
-        "targets": targets(results, args.threads),
+        "targets": targets(results, args.threads, versions) + goals(scenarios),
+        "scenarios": scenarios,
+        "scenario_descriptions": {name: SCENARIOS[name] for name in scenario_names},
         "notes": notes,
         "wall_seconds": wall,
         "workers": workers,
