@@ -208,7 +208,7 @@ def _stepped(**kwargs):
         for param, grad in zip(params, _grads(params, seed), strict=True):
             param.grad = grad
         opt.step()
-    assert opt._fast_plans
+    assert bool(opt._fast_plans) == (kwargs.get("implementation", "auto") == "auto")
     return opt, params
 
 
@@ -315,3 +315,16 @@ def test_torch_compile_no_recompiles_no_warnings_same_bits(recwarn):
     for a, b in zip(model.parameters(), reference.parameters(), strict=True):
         assert torch.equal(a.detach(), b.detach())
     assert next(iter(opt.state.values()))["step"] == 6
+
+
+@pytest.mark.parametrize("implementation", ["torch", "auto-bfloat16"])
+def test_only_kernel_groups_get_plans(implementation):
+    if implementation == "torch":
+        opt, _ = _stepped(implementation="torch")
+    else:
+        params = [torch.nn.Parameter(torch.randn(4, dtype=torch.bfloat16))]
+        opt = AMSGradV2(params, lr=1e-3, betas=(0.5, 0.75), implementation="torch")
+        for _ in range(2):
+            params[0].grad = torch.randn(4, dtype=torch.bfloat16)
+            opt.step()
+    assert opt._fast_plans == {}

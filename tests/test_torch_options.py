@@ -60,6 +60,7 @@ def test_maximize_negates_the_gradient_first(implementation: str) -> None:
 def test_flags_honoured_values_are_accepted() -> None:
     p = param()
     AMSGradV2([p], foreach=True, fused=True, capturable=False, differentiable=False)
+    AMSGradV2([p], capturable=True)  # checked at step(): the Triton path only
     AMSGradV2([p], foreach=None, fused=None)
 
 
@@ -68,7 +69,7 @@ def test_flags_honoured_values_are_accepted() -> None:
     [
         ("foreach", False, "implementation="),
         ("fused", False, "implementation="),
-        ("capturable", True, "CUDA graph"),
+        ("capturable", 1, "a bool"),
         ("differentiable", True, "no_grad"),
         ("maximize", 1, "a bool"),
     ],

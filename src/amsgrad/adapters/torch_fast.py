@@ -135,15 +135,15 @@ def record(
     optimizer: Any, buckets: dict[tuple[Any, ...], list[tuple[Any, torch.Tensor]]]
 ) -> dict[int, GroupPlan | None]:
     """Plans for the groups of a full step that just ran (``buckets``: its buckets, keyed by
-    ``(group index, kernel, device, dtype, beta1_power, beta2_power, lr)``). A group gets a
+    ``(group index, path, device, dtype, beta1_power, beta2_power, lr)``). A group gets a
     plan when its parameters with gradients formed one kernel bucket of plain, C-contiguous
     CPU tensors with C-contiguous state; a group without gradients gets None (nothing to do
     while that lasts). Returns {} when some group cannot be planned."""
     plans: dict[int, GroupPlan | None] = {}
     by_group: dict[int, list[torch.Tensor]] = {}
     for key, members in buckets.items():
-        group_index, kernel = key[0], key[1]
-        if not kernel or group_index in by_group:
+        group_index, path = key[0], key[1]
+        if path != "kernel" or group_index in by_group:
             return {}
         by_group[group_index] = [param for _, param in members]
     for group_index, group in enumerate(optimizer.param_groups):
