@@ -34,7 +34,7 @@ def fast_runs(monkeypatch):
 
 def _params(dtype=torch.float32, seed=0):
     gen = torch.Generator().manual_seed(seed)
-    shapes = [(5, 3), (7,), (1,), (0,), (4, 4, 2)]
+    shapes = [(5, 3), (7,), (1,), (0,), (4, 4, 2), (2, 16)]
     return [
         torch.nn.Parameter(torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype))
         for shape in shapes
@@ -93,6 +93,7 @@ CONFIGS = {
     ),
     "decay-loss-scale": (lambda ps: ps, {"weight_decay": 0.1, "loss_scale": 8.0}),
     "maximize": (lambda ps: ps, {"maximize": True}),
+    "centralization": (lambda ps: ps, {"grad_centralization": True}),
     "lr-list": (lambda ps: ps, {"lr": [0.1 / (k + 1) for k in range(10)]}),
 }
 

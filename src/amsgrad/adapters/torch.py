@@ -205,7 +205,7 @@ class AMSGradV2(torch.optim.Optimizer):
     Args:
       params: an iterable of tensors, of ``(name, tensor)`` pairs, or of parameter-group dicts
         (each may set its own ``lr``, ``betas``, ``eps``, ``weight_decay``, ``loss_scale``,
-        ``maximize``, ``implementation``; other keys are refused).
+        ``grad_centralization``, ``maximize``, ``implementation``; other keys are refused).
       lr: learning rate, >= 0 (a number, or a one-element tensor read with ``.item()``), or a
         list of per-step values (MindSpore's ``learning_rate=[...]``).
       betas: ``(beta1, beta2)``, each in [0, 1).
@@ -214,6 +214,9 @@ class AMSGradV2(torch.optim.Optimizer):
       weight_decay: MindSpore's coupled decay, ``grad = param * float32(wd * loss_scale) +
         grad`` in the parameter's dtype (on a new tensor), >= 0.
       loss_scale: after the decay, ``grad = grad * float32(1 / loss_scale)``, > 0.
+      grad_centralization: MindSpore's group option, between the decay and the loss scale:
+        gradients of rank >= 2 whose ``shape[1]`` is a multiple of 16 lose their mean over every
+        axis but the first (:func:`~amsgrad.adapters.torch_support.centralized`).
       maximize, foreach, fused, capturable, differentiable: as ``torch.optim.Adam``'s, for the
         values honoured (``maximize`` negates the gradient first; ``foreach``/``fused`` None or
         True; ``capturable`` True on the Triton path only; ``differentiable`` False).
@@ -245,6 +248,7 @@ class AMSGradV2(torch.optim.Optimizer):
         weight_decay: float = 0.0,
         *,
         loss_scale: float = 1.0,
+        grad_centralization: bool = False,
         maximize: bool = False,
         foreach: bool | None = None,
         fused: bool | None = None,
@@ -260,6 +264,7 @@ class AMSGradV2(torch.optim.Optimizer):
             "eps": eps,
             "weight_decay": weight_decay,
             "loss_scale": loss_scale,
+            "grad_centralization": grad_centralization,
             "maximize": maximize,
             "foreach": foreach,
             "fused": fused,
@@ -305,6 +310,7 @@ class AMSGradV2(torch.optim.Optimizer):
             group.setdefault("implementation", "auto")
             group.setdefault("weight_decay", 0.0)
             group.setdefault("loss_scale", 1.0)
+            group.setdefault("grad_centralization", False)
             for name, value in (("maximize", False), ("foreach", None), ("fused", None)):
                 group.setdefault(name, value)
             group.setdefault("capturable", False)

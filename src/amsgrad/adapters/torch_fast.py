@@ -59,6 +59,7 @@ def _settings(group: dict[str, Any]) -> tuple[Any, ...]:
         group.get("weight_decay"),
         group.get("loss_scale"),
         group.get("maximize"),
+        group.get("grad_centralization"),
     )
 
 
@@ -102,8 +103,11 @@ class GroupPlan:
         self.params = params
         self.skipped = [param for param in self.all_params if id(param) not in chosen]
         self.settings = _settings(group)
-        self.transform = bool(group.get("maximize")) or (
-            float(group.get("weight_decay", 0.0)) > 0 or float(group.get("loss_scale", 1.0)) != 1
+        self.transform = (
+            bool(group.get("maximize"))
+            or bool(group.get("grad_centralization"))
+            or float(group.get("weight_decay", 0.0)) > 0
+            or float(group.get("loss_scale", 1.0)) != 1
         )
         self.state_map = state_map
         self.states = states

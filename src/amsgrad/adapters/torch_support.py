@@ -586,24 +586,44 @@ def _factor(value: float, like: torch.Tensor) -> torch.Tensor:
 def mindspore_grad(param: torch.Tensor, grad: torch.Tensor, group: dict[str, Any]) -> torch.Tensor:
     """The gradient as MindSpore's ``nn.Adam`` hands it to the operator, in a new tensor (the
     given one is never written): ``grad = param * float32(wd * ls) + grad`` when
-    ``wd * ls > 0``, then ``grad = grad * float32(1 / ls)`` when ``ls != 1``, each operation
-    rounded to the parameter's dtype; with ``maximize``, ``-grad`` first. Without any of
-    them: ``grad`` itself."""
+    ``wd * ls > 0``, then with ``grad_centralization`` :func:`centralized` (for gradients of
+    rank >= 2 whose ``shape[1]`` is a multiple of 16), then ``grad = grad * float32(1 / ls)``
+    when ``ls != 1``, each operation rounded to the parameter's dtype; with ``maximize``,
+    ``-grad`` first. Without any of them: ``grad`` itself."""
     weight_decay = float(group.get("weight_decay", 0.0))
     loss_scale = float(group.get("loss_scale", 1.0))
     decay = weight_decay * loss_scale
+    centralize = bool(group.get("grad_centralization")) and centralizes(grad.shape)
     if group.get("maximize"):
         grad = torch.neg(grad)  # first, as torch.optim.Adam(maximize=True): a new tensor
-    if decay <= 0 and loss_scale == 1.0:
+    if decay <= 0 and loss_scale == 1.0 and not centralize:
         return grad
     if grad.is_neg():
         grad = grad.resolve_neg()
     grad = grad.to(param.dtype)
     if decay > 0:
         grad = torch.mul(param.detach(), _factor(decay, param)).add_(grad)
+    if centralize:
+        grad = centralized(grad)
     if loss_scale != 1.0:
         grad = torch.mul(grad, _factor(1.0 / loss_scale, param))
     return grad
+
+
+def centralizes(shape: Any) -> bool:
+    """Whether MindSpore's gradient centralization changes a gradient of this shape: rank >= 2
+    and ``shape[1]`` a multiple of 16 (others pass unchanged)."""
+    return len(shape) >= 2 and shape[1] % 16 == 0
+
+
+def centralized(grad: torch.Tensor) -> torch.Tensor:
+    """MindSpore's ``Centralization`` (``y = x - mean(x)`` over every axis but the first, the
+    mean kept per row), in a new tensor of ``grad``'s dtype. MindSpore has this kernel on
+    Ascend only (its CPU backend raises), so its rounding is not known; here the mean is taken
+    in float64 and rounded once to the dtype, and the subtraction rounds in the dtype."""
+    axes = tuple(range(1, grad.ndim))
+    mean = grad.to(torch.float64).mean(dim=axes, keepdim=True).to(grad.dtype)
+    return torch.sub(grad, mean)
 
 
 def mindspore_param_groups(named_parameters: Any, weight_decay: float) -> list[dict[str, Any]]:
@@ -629,6 +649,7 @@ GROUP_KEYS = (
     "eps",
     "weight_decay",
     "loss_scale",
+    "grad_centralization",
     "maximize",
     "foreach",
     "fused",
@@ -639,6 +660,7 @@ GROUP_KEYS = (
 #: torch.optim.Adam's flags: the values honoured, and what to use instead of the others.
 _FLAGS = {
     "maximize": ((False, True), "a bool"),
+    "grad_centralization": ((False, True), "a bool"),
     "foreach": (
         (None, True),
         "None or True: the update always runs on all tensors of a bucket at once (choose the "
