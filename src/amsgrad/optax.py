@@ -4,6 +4,6 @@ The public entry of :mod:`amsgrad.adapters.optax` (which holds the code and its 
 ``import amsgrad.optax`` imports JAX and Optax; ``import amsgrad`` does not.
 """
 
-from amsgrad.adapters.optax import AmsgradV2State, amsgrad_v2
+from amsgrad.adapters.optax import AmsgradV2State, amsgrad_v2, mindspore_decay_mask
 
-__all__ = ["AmsgradV2State", "amsgrad_v2"]
+__all__ = ["AmsgradV2State", "amsgrad_v2", "mindspore_decay_mask"]

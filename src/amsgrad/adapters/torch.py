@@ -61,7 +61,6 @@ import torch
 from amsgrad.adapters.torch_support import (
     NUMPY_OF,
     as_tensor_number,
-    check_decay,
     check_distinct,
     check_group_keys,
     check_memory,
@@ -83,7 +82,7 @@ from amsgrad.core.contract import (
 )
 from amsgrad.core.dtypes import STATE_DTYPES_TEXT
 from amsgrad.core.functional import apply_adam_with_amsgrad_v2_many
-from amsgrad.core.optimizers import check_hyper_in_dtype, check_optimizer_hyper
+from amsgrad.core.optimizers import check_decay, check_hyper_in_dtype, check_optimizer_hyper
 
 __all__ = ["AMSGradV2", "mindspore_param_groups"]
 
