@@ -440,7 +440,7 @@ def amsgrad_v2(
                         f"{kind.state}; the state is created by init from the parameters"
                     )
             dtype = kind.compute
-            g = rounded(_real(grad, kind))
+            g = _real(grad, kind)  # rounded by moments(), or here before the decay's addition
             if flag:
                 if param is None or np.dtype(param.dtype) != kind.dtype:
                     got = None if param is None else np.dtype(param.dtype)
@@ -449,10 +449,11 @@ def amsgrad_v2(
                         f"its parameter has dtype {got}; weight decay needs both of one dtype"
                     )
                 factor = jnp.asarray(wd32).astype(dtype)
-                decayed = rounded(rounded(rounded(_real(param, kind)) * factor) + g)
+                decayed = rounded(rounded(_real(param, kind)) * factor) + rounded(g)
                 g = decayed if not _traced(wd32) else jnp.where(wd32 > 0, decayed, g)
             if scales:
-                g = g * jnp.asarray(reciprocal).astype(dtype)
+                # Rounded first: XLA may fold (x * c1) * c2 into x * (c1 * c2) for constants.
+                g = rounded(g) * jnp.asarray(reciprocal).astype(dtype)
             hyper = (
                 beta1_power.astype(dtype),
                 beta2_power.astype(dtype),
