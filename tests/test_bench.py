@@ -107,3 +107,36 @@ def test_sizes_parse(text: str, sizes: list[int]) -> None:
 def test_bad_arguments_exit(argv: list[str], tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         bench.main([*argv, "--out", str(tmp_path)])
+
+
+def test_jax_step_case_runs_and_reports(tmp_path: Path) -> None:
+    pytest.importorskip("jax")
+    pytest.importorskip("optax")
+    out = tmp_path / "results"
+    argv = ["--quick", "--out", str(out), "--sizes", "1e3", "--many", "none", "--peers", "jax",
+            "--jax-step", "2x16", "--repeat", "2", "--min-time", "0.001", "--no-plot"]  # fmt: skip
+    assert bench.main(argv) == 0
+    report = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    result = report["jax_step"]
+    assert (result["layers"], result["width"], result["parameters"]) == (2, 16, 2 * (16 * 16 + 16))
+    assert result["repeat"] >= 5  # the case keeps at least 5 interleaved rounds
+    for row in result["peers"].values():
+        assert len(row["step_rounds"]) == len(row["compile_rounds"]) == result["repeat"]
+        assert row["step_seconds"] > 0 and row["compile_seconds"] > 0
+    names = [t["target"] for t in report["targets"]]
+    assert any("JAX MLP 2x16" in name and "step time" in name for name in names)
+    assert "## JAX: the jitted optimizer step" in (out / "results.md").read_text(encoding="utf-8")
+
+
+def test_jax_step_targets_and_option() -> None:
+    assert bench_report.jax_step_targets(None) == []
+    result = {"layers": 4, "width": 512, "repeat": 5, "step_ratio": 1.05, "compile_ratio": 1.6}
+    status = {
+        t["target"].split(": ")[1]: t["status"] for t in bench_report.jax_step_targets(result)
+    }
+    assert status == {
+        "amsgrad_v2 step time <= 1.1x optax.amsgrad": "met",
+        "amsgrad_v2 compile time <= 1.5x optax.amsgrad": "not met",
+    }
+    with pytest.raises(SystemExit):
+        bench.main(["--jax-step", "4by512"])

@@ -10,7 +10,7 @@ from typing import Any
 
 from amsgrad.apps.bench_worker import DTYPES, LABELS, PEERS, case_name, format_time
 
-__all__ = ["console", "markdown", "plot", "targets"]
+__all__ = ["console", "jax_step_lines", "jax_step_targets", "markdown", "plot", "targets"]
 
 
 def _lookup(
@@ -236,6 +236,7 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         *_full_table(report),
         "",
+        *jax_step_lines(report),
         "## What each row runs",
         "",
         *(f"- {LABELS[peer]}: {text}" for peer, text in report["descriptions"].items()),
@@ -250,6 +251,7 @@ def console(report: dict[str, Any], out: Path) -> str:
     lines = [
         *_summary_table(report),
         "",
+        *jax_step_lines(report, markdown=False),
         "Speed goals:",
         *(f"  {t['status']:>12}: {t['target']} ({t['detail']})" for t in report["targets"]),
     ]
@@ -337,3 +339,71 @@ def plot(report: dict[str, Any], path: Path) -> str | None:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return None
+
+
+# ---------------------------------------------------------------------------------------------
+# The JAX optimizer-step case (bench_worker.jax_step_case)
+
+#: Issue 11's goals for the jitted Optax step: amsgrad_v2 against optax.amsgrad.
+JAX_STEP_GOALS = (("step", 1.1), ("compile", 1.5))
+
+
+def jax_step_targets(result: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The JAX-step goals as ratios of medians within the run (none when the case did not run)."""
+    if not result:
+        return []
+    shape = f"{result['layers']}x{result['width']}"
+    rows = []
+    for what, goal in JAX_STEP_GOALS:
+        ratio = result[f"{what}_ratio"]
+        word = "step time" if what == "step" else "compile time"
+        rows.append(
+            {
+                "target": f"JAX MLP {shape} float32: amsgrad_v2 {word} <= {goal}x optax.amsgrad",
+                "status": "met" if ratio <= goal else "not met",
+                "detail": f"{ratio:.2f}x, medians of {result['repeat']} interleaved rounds",
+            }
+        )
+    return rows
+
+
+def jax_step_lines(report: dict[str, Any], markdown: bool = True) -> list[str]:
+    """The JAX-step section: a Markdown table (or console lines) of both optimizers."""
+    result = report.get("jax_step")
+    if not result:
+        return []
+    title = (
+        f"jitted optimizer step + optax.apply_updates, MLP of {result['layers']} dense layers "
+        f"{result['width']}x{result['width']} float32 ({result['parameters']:,} parameters)"
+    )
+    peers = result["peers"]
+    base = peers["optax.amsgrad"]
+    if not markdown:
+        lines = [f"JAX step ({title}):"]
+        for name, row in peers.items():
+            lines.append(
+                f"  {name:>14}: step {format_time(row['step_seconds'])} "
+                f"({row['step_seconds'] / base['step_seconds']:.2f}x), compile "
+                f"{format_time(row['compile_seconds'])} "
+                f"({row['compile_seconds'] / base['compile_seconds']:.2f}x)"
+            )
+        return [*lines, ""]
+    lines = [
+        "## JAX: the jitted optimizer step",
+        "",
+        f"{title[0].upper()}{title[1:]}. Both optimizers in one process, interleaved round by "
+        f"round (order swapped each round), {result['repeat']} rounds of "
+        f"{result['calls_per_round']} steps; compile = trace, lower and compile a fresh "
+        "function. Medians.",
+        "",
+        "| optimizer | step | step / optax.amsgrad | compile | compile / optax.amsgrad |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, row in peers.items():
+        lines.append(
+            f"| {name} | {format_time(row['step_seconds'])} | "
+            f"{row['step_seconds'] / base['step_seconds']:.2f}x | "
+            f"{format_time(row['compile_seconds'])} | "
+            f"{row['compile_seconds'] / base['compile_seconds']:.2f}x |"
+        )
+    return [*lines, ""]

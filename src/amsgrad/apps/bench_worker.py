@@ -580,3 +580,143 @@ def _run_case(
         _tick(peer, case, count)
     del bench
     return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# The JAX optimizer-step case: amsgrad.optax.amsgrad_v2 against optax.amsgrad on an MLP
+#
+# A different measurement from the cases above: a whole jitted training-step update (the
+# optimizer and optax.apply_updates) on a tree of parameters, and the time XLA takes to compile
+# it. Both optimizers are timed in one process, interleaved round by round (the order swapped
+# every round), so that a shared or throttled machine slows both alike; the ratios of medians
+# are the result.
+
+JAX_STEP_PEERS = ("optax.amsgrad", "amsgrad_v2")
+DEFAULT_JAX_STEP = (4, 512)  # layers x width: 4 dense layers of 512x512 float32 (+ biases)
+
+
+def _jax_step_setup(peer: str, layers: int, width: int) -> tuple[Any, Any, Any, Any]:
+    """``(step, params, state, grads)`` for one optimizer: ``step`` a fresh Python function
+    (a new jax.jit of it traces and compiles again), the rest the MLP's float32 arrays."""
+    import jax.numpy as jnp
+    import numpy as np
+    import optax
+
+    if peer == "optax.amsgrad":
+        tx = optax.amsgrad(learning_rate=1e-3, b1=0.9, b2=0.999, eps=1e-8)
+    else:
+        from amsgrad.optax import amsgrad_v2
+
+        tx = amsgrad_v2(learning_rate=1e-3, b1=0.9, b2=0.999, eps=1e-8)
+    rng = np.random.default_rng(0)
+    params: dict[str, dict[str, Any]] = {}
+    grads: dict[str, dict[str, Any]] = {}
+    for index in range(layers):
+        for name, shape in (("w", (width, width)), ("b", (width,))):
+            key = f"layer{index}"
+            params.setdefault(key, {})[name] = jnp.asarray(
+                rng.standard_normal(shape, dtype=np.float32) * 0.05
+            )
+            grads.setdefault(key, {})[name] = jnp.asarray(
+                rng.standard_normal(shape, dtype=np.float32) * 0.01
+            )
+
+    def step(params: Any, state: Any, grads: Any) -> Any:
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    return step, params, tx.init(params), grads
+
+
+def _jax_step_compile_seconds(peer: str, layers: int, width: int) -> float:
+    """Seconds to trace, lower and compile one optimizer's jitted step, from a fresh function."""
+    import jax
+
+    step, params, state, grads = _jax_step_setup(peer, layers, width)
+    start = time.perf_counter()
+    jax.jit(step, donate_argnums=(0, 1)).lower(params, state, grads).compile()
+    return time.perf_counter() - start
+
+
+def jax_step_case(layers: int, width: int, repeat: int, min_time: float) -> dict[str, Any]:
+    """Time the jitted step and its compilation for both optimizers, interleaved; medians."""
+    import jax
+
+    compile_times: dict[str, list[float]] = {peer: [] for peer in JAX_STEP_PEERS}
+    step_times: dict[str, list[float]] = {peer: [] for peer in JAX_STEP_PEERS}
+    runners = {}
+    for peer in JAX_STEP_PEERS:
+        step, params, state, grads = _jax_step_setup(peer, layers, width)
+        jitted = jax.jit(step, donate_argnums=(0, 1))
+        box = [params, state]
+
+        def run(calls: int, jitted: Any = jitted, box: list[Any] = box, grads: Any = grads) -> None:
+            for _ in range(calls):
+                box[0], box[1] = jitted(box[0], box[1], grads)
+            jax.block_until_ready(box)
+
+        run(2)  # compile and warm up
+        runners[peer] = run
+    calls = 1  # calls per round: the faster optimizer's round lasts at least min_time
+    while True:
+        start = time.perf_counter()
+        runners[JAX_STEP_PEERS[0]](calls)
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_time or calls >= 100_000:
+            break
+        calls = max(2 * calls, int(calls * 1.25 * min_time / max(elapsed, 1e-9)) + 1)
+    for index in range(repeat):
+        order = JAX_STEP_PEERS if index % 2 == 0 else JAX_STEP_PEERS[::-1]
+        for peer in order:
+            compile_times[peer].append(_jax_step_compile_seconds(peer, layers, width))
+        for peer in order:
+            start = time.perf_counter()
+            runners[peer](calls)
+            step_times[peer].append((time.perf_counter() - start) / calls)
+    medians: dict[str, dict[str, Any]] = {
+        peer: {
+            "step_seconds": statistics.median(step_times[peer]),
+            "compile_seconds": statistics.median(compile_times[peer]),
+            "step_rounds": step_times[peer],
+            "compile_rounds": compile_times[peer],
+        }
+        for peer in JAX_STEP_PEERS
+    }
+    ours, base = medians["amsgrad_v2"], medians["optax.amsgrad"]
+    return {
+        "layers": layers,
+        "width": width,
+        "parameters": layers * (width * width + width),
+        "repeat": repeat,
+        "calls_per_round": calls,
+        "peers": medians,
+        "step_ratio": ours["step_seconds"] / base["step_seconds"],
+        "compile_ratio": ours["compile_seconds"] / base["compile_seconds"],
+    }
+
+
+def jax_step_main(spec_path: str) -> int:
+    """Entry point of the JAX-step worker process: run :func:`jax_step_case`, write the result."""
+    with open(spec_path, encoding="utf-8") as handle:
+        spec = json.load(handle)
+    payload: dict[str, Any] = {"versions": {}, "notes": []}
+    try:
+        import jax
+        import jaxlib
+        import optax
+
+        import amsgrad
+
+        # Not _peer_import("jax"): this case runs without jax_enable_x64, as users mostly do.
+        payload["versions"] = {
+            "python": platform.python_version(),
+            "jax": f"{jax.__version__} (jaxlib {jaxlib.__version__}), optax {optax.__version__}",
+            "amsgrad": amsgrad.__version__,
+        }
+        layers, width = spec["jax_step"]
+        payload["jax_step"] = jax_step_case(layers, width, spec["repeat"], spec["min_time"])
+    except Exception as exc:  # JAX or Optax missing, or a failure to report, not to raise
+        payload["notes"].append(f"JAX step case: not run ({type(exc).__name__}: {exc})"[:300])
+    with open(spec["out"], "w", encoding="utf-8") as handle:
+        json.dump(payload, handle)
+    return 0
