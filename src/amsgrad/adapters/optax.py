@@ -40,6 +40,14 @@ is a pair of real numbers per element (torch's ``view_as_real`` convention: real
 parts updated as two independent real parameters), its moments stored as complex numbers of the
 leaf's dtype whose parts are the moments of the two parts.
 
+A per-step list past its end: an IndexError when ``update`` runs eagerly; under ``jax.jit`` the
+count is traced and nothing can be raised, so that update's learning rate is NaN (never a
+clamped value). ``optax.inject_hyperparams(amsgrad_v2)`` works: its numeric hyper-parameters
+arrive as 0-d arrays, checked as numbers when concrete, converted in float32 when traced (a
+traced ``weight_decay * loss_scale`` is then a float32 product); a callable ``mask`` must be one
+of its ``static_args``. Without ``jax_enable_x64`` a float64 (or complex128) leaf is refused: JAX
+would compute it in float32.
+
 Parameter groups with their own learning rate or weight decay: one :func:`amsgrad_v2` per group
 under ``optax.multi_transform``. Every inner transformation counts the same updates with the same
 betas, so their beta powers are equal, bit for bit, to the one pair MindSpore keeps.
@@ -148,36 +156,33 @@ def _lr_table(learning_rate: Any) -> Any:
     if isinstance(learning_rate, (list, tuple)):
         if not learning_rate:
             raise ValueError("learning_rate: an empty list of per-step learning rates")
-        for index, value in enumerate(learning_rate):
-            if isinstance(value, (jax.Array, np.ndarray)) and np.ndim(value):
-                raise ValueError(
-                    f"learning_rate[{index}]: expected a number >= 0, got an array of shape "
-                    f"{np.shape(value)}"
-                )
-            _check_lr_element(index, value)
-        return jnp.stack([_f32(value) for value in learning_rate])
+        numbers = [_lr_element(index, value) for index, value in enumerate(learning_rate)]
+        # Each element rounded once to float32, as MindSpore's np.array(list).astype(float32).
+        return jnp.asarray(np.asarray(numbers, np.float64).astype(np.float32))
     if isinstance(learning_rate, (jax.Array, np.ndarray)) and np.ndim(learning_rate) == 1:
         if not np.size(learning_rate):
             raise ValueError("learning_rate: an empty array of per-step learning rates")
-        if not _traced(learning_rate):
+        if not _traced(learning_rate):  # a traced one (inject_hyperparams) cannot be read
             for index, value in enumerate(np.asarray(learning_rate).tolist()):
-                _check_lr_element(index, value)
+                _lr_element(index, value)
         return jnp.asarray(learning_rate).astype(jnp.float32)
     return None
 
 
-def _check_lr_element(index: int, value: Any) -> None:
-    number = _read(value) if not _traced(value) else 0.0
+def _lr_element(index: int, value: Any) -> float:
+    """One element of a per-step list: a number >= 0 (a 0-d array holding one counts)."""
+    number = None if np.ndim(value) else _read(value)
     if number is None or not number >= 0:
         raise ValueError(f"learning_rate[{index}]: expected a number >= 0, got {value!r}")
+    return number
 
 
-def _check_hyper(learning_rate: Any, b1: Any, b2: Any, eps: Any) -> None:
+def _check_hyper(learning_rate: Any, b1: Any, b2: Any, eps: Any, listed: bool) -> None:
     """The contract's optimizer checks on every value that can be read here (a schedule's
-    values, and traced arrays, cannot)."""
+    values, and traced arrays, cannot; a list's elements were checked one by one)."""
     lr = learning_rate
-    if callable(lr) or _lr_table(lr) is not None:
-        lr = 0.0  # a schedule (values unknown here) or a list (checked element by element)
+    if callable(lr) or listed:
+        lr = 0.0
     elif isinstance(lr, (jax.Array, np.ndarray)) and np.ndim(lr) > 1:
         raise ValueError(
             f"learning_rate: expected a number, a 0-d array, a 1-d array or list of per-step "
@@ -349,13 +354,13 @@ def amsgrad_v2(
     float16). Works under ``optax.inject_hyperparams`` (numbers arrive as 0-d arrays) and
     accepts extra keyword arguments at ``update`` (it is a ``GradientTransformationExtraArgs``).
     """
-    _check_hyper(learning_rate, b1, b2, eps)
+    table = _lr_table(learning_rate)
+    _check_hyper(learning_rate, b1, b2, eps, listed=table is not None)
     check_decay(
         "",
         _as_checked(0.0 if weight_decay is None else weight_decay, 0.0),
         _as_checked(1.0 if loss_scale is None else loss_scale, 1.0),
     )
-    table = _lr_table(learning_rate)
     wd32, reciprocal, decays, scales = _decay_factors(weight_decay, loss_scale)
     static_b1, static_b2 = as_number(b1), as_number(b2)
 
