@@ -45,6 +45,7 @@ NATIVE_SOURCES = [
     for name in (
         "module",
         "apply",
+        "addresses",
         "fast",
         "buffers",
         "threads",

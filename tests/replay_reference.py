@@ -33,6 +33,7 @@ import numpy as np
 from amsgrad import apply_adam_with_amsgrad_v2
 
 REPLAY_DIR = Path(__file__).resolve().parent / "golden" / "replay"
+RESUME_DIR = REPLAY_DIR / "resume"
 
 F32 = np.float32
 
@@ -40,6 +41,14 @@ F32 = np.float32
 def manifest() -> dict[str, Any]:
     """The recorded manifest (see generate_replay.py)."""
     return json.loads((REPLAY_DIR / "manifest.json").read_text(encoding="utf-8"))
+
+
+def resume_cases() -> list[dict[str, Any]]:
+    """The checkpoints MindSpore resumed from (see generate_resume.py), each case with its run's
+    manifest entry added under ``entry``."""
+    cases = json.loads((RESUME_DIR / "resume.json").read_text(encoding="utf-8"))["cases"]
+    entries = {entry["id"]: entry for entry in manifest()["configs"]}
+    return [{**case, "entry": entries[case["config"]]} for case in cases]
 
 
 def load_arrays(entry: dict[str, Any]) -> dict[str, np.ndarray]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from amsgrad.apps import bench, bench_report, bench_worker
+from amsgrad.apps import bench, bench_report, bench_scenarios, bench_worker
 
 
 def test_quick_run_writes_results(tmp_path: Path) -> None:
@@ -26,6 +26,8 @@ def test_quick_run_writes_results(tmp_path: Path) -> None:
         "2",
         "--min-time",
         "0.001",
+        "--scenarios",
+        "single-call",
     ]
     assert bench.main(argv) == 0
 
@@ -46,6 +48,13 @@ def test_quick_run_writes_results(tmp_path: Path) -> None:
     assert all(row["status"] == "ok" and row["gb_per_s"] > 0 for row in ours)
     assert any(row["peer"] == "roofline" for row in rows)  # measured, or skipped with a note
     assert report["targets"], "the targets section is always there"
+    (scenario,) = report["scenarios"]
+    assert scenario["scenario"] == "single-call"
+    assert set(scenario["seconds"]) == {"apply_adam_with_amsgrad_v2", "np.add(a, b, out=c)"}
+    assert all(value > 0 for value in scenario["seconds"].values())
+    assert "| single-call | np.add(a, b, out=c) |" in markdown
+    single = [t for t in report["targets"] if "np.add" in t["target"]]
+    assert single and single[0]["status"] in ("met", "not met")
 
     try:
         import matplotlib  # noqa: F401
@@ -96,6 +105,56 @@ def test_targets_are_computed_from_the_results() -> None:
     assert texts["float64 1e7, 1 thread: amsgrad time <= 1.2x torch fused"] == "not measured"
 
 
+def test_scenario_goals_are_ratios_within_the_run() -> None:
+    scenarios = [
+        {
+            "scenario": "optimizer-step",
+            "seconds": {
+                "AMSGradV2.step()": 1.2e-3,
+                "torch fused Adam step": 6e-3,
+                "one _many call": 1e-3,
+            },
+        },
+        {"scenario": "per-tensor", "seconds": {"_many 1000 x 1000": 2e-3, "one call on 1e6": 1e-3}},
+        {"scenario": "jax-step", "error": "not installed: jax"},
+        {
+            "scenario": "torch-compile",
+            "seconds": {"compiled step": 1e-3, "eager step": 1e-3},
+            "compile_seconds": 1.0,
+            "recompiles": 3,
+            "graph_break_warnings": [],
+            "same_bits": True,
+        },
+    ]
+    status = {g["target"]: g["status"] for g in bench_scenarios.goals(scenarios)}
+    assert status == {
+        "optimizer step, 1000 x 1000 float32: AMSGradV2.step() <= 1.3x one _many call": "met",
+        "optimizer step, 1000 x 1000 float32: AMSGradV2.step() >= 3x faster than torch fused": (
+            "met"
+        ),
+        "_many over 1000 x 1000 float32 <= 1.5x one call on 1e6": "not met",
+        "jitted optax step on a 4 x 512 x 512 MLP: amsgrad_v2 <= 1.1x optax.amsgrad": (
+            "not measured"
+        ),
+        "compile of that step: amsgrad_v2 <= 1.5x optax.amsgrad": "not measured",
+        "torch.compile of a training step: no recompiles, no graph-break warnings, same bits": (
+            "not met"
+        ),
+    }
+
+
+def test_float16_goal_follows_the_instruction_set() -> None:
+    results = [
+        _row("amsgrad", "single", "float16", 10**7, 1.3e-2),
+        _row("torch", "single", "float16", 10**7, 1.0e-2),
+    ]
+    cases = (("native (avx512f+avx2+f16c)", "not met"), ("native (avx2+f16c)", "met"))
+    for simd, expected in cases:
+        goals = bench_report.targets(results, [1], {"amsgrad": f"0.1.0 ({simd})"})
+        (f16,) = [g for g in goals if g["target"].startswith("float16 1e7")]
+        assert f16["status"] == expected, simd
+
+
 @pytest.mark.parametrize(
     ("text", "sizes"), [("1e3,1e4", [1000, 10000]), ("1000, 2_500", [1000, 2500])]
 )
@@ -109,34 +168,13 @@ def test_bad_arguments_exit(argv: list[str], tmp_path: Path) -> None:
         bench.main([*argv, "--out", str(tmp_path)])
 
 
-def test_jax_step_case_runs_and_reports(tmp_path: Path) -> None:
+def test_jax_step_scenario_reports_step_and_compile_medians() -> None:
     pytest.importorskip("jax")
     pytest.importorskip("optax")
-    out = tmp_path / "results"
-    argv = ["--quick", "--out", str(out), "--sizes", "1e3", "--many", "none", "--peers", "jax",
-            "--jax-step", "2x16", "--repeat", "2", "--min-time", "0.001", "--no-plot"]  # fmt: skip
-    assert bench.main(argv) == 0
-    report = json.loads((out / "results.json").read_text(encoding="utf-8"))
-    result = report["jax_step"]
-    assert (result["layers"], result["width"], result["parameters"]) == (2, 16, 2 * (16 * 16 + 16))
-    assert result["repeat"] >= 5  # the case keeps at least 5 interleaved rounds
-    for row in result["peers"].values():
-        assert len(row["step_rounds"]) == len(row["compile_rounds"]) == result["repeat"]
-        assert row["step_seconds"] > 0 and row["compile_seconds"] > 0
-    names = [t["target"] for t in report["targets"]]
-    assert any("JAX MLP 2x16" in name and "step time" in name for name in names)
-    assert "## JAX: the jitted optimizer step" in (out / "results.md").read_text(encoding="utf-8")
-
-
-def test_jax_step_targets_and_option() -> None:
-    assert bench_report.jax_step_targets(None) == []
-    result = {"layers": 4, "width": 512, "repeat": 5, "step_ratio": 1.05, "compile_ratio": 1.6}
-    status = {
-        t["target"].split(": ")[1]: t["status"] for t in bench_report.jax_step_targets(result)
-    }
-    assert status == {
-        "amsgrad_v2 step time <= 1.1x optax.amsgrad": "met",
-        "amsgrad_v2 compile time <= 1.5x optax.amsgrad": "not met",
-    }
-    with pytest.raises(SystemExit):
-        bench.main(["--jax-step", "4by512"])
+    (result,) = bench_scenarios.run(["jax-step"], repeat=2, min_time=0.001)
+    assert "error" not in result, result.get("error")
+    labels = {"amsgrad.optax.amsgrad_v2", "optax.amsgrad"}
+    assert set(result["seconds"]) == set(result["compile"]) == labels
+    assert all(value > 0 for value in (*result["seconds"].values(), *result["compile"].values()))
+    statuses = [g["status"] for g in bench_scenarios.goals([result]) if "optax" in g["target"]]
+    assert len(statuses) == 2 and set(statuses) <= {"met", "not met"}

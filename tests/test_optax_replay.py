@@ -162,3 +162,46 @@ def test_lr_list_past_its_end_names_the_step() -> None:
     # Under jax.jit the index is traced: the step's learning rate is NaN, never a clamped value.
     updates, _ = jax.jit(tx.update)({"w": jnp.ones(3)}, state)
     assert bool(jnp.all(jnp.isnan(updates["w"])))
+
+
+RESUMES = [(case, file) for case in ref.resume_cases() for file in case["files"]]
+
+
+@pytest.mark.parametrize(
+    ("case", "file"), RESUMES, ids=[f"{c['config']}-{f['file']}" for c, f in RESUMES]
+)
+def test_optax_resumes_every_checkpointed_run(case: dict[str, Any], file: dict[str, Any]) -> None:
+    """MindSpore's checkpoint after K steps, loaded with load_mindspore, continued by the
+    configuration's amsgrad_v2 (weight decay, loss scale and decay filter included) with the
+    recorded gradients: MindSpore's run at every later step."""
+    from amsgrad.optax import load_mindspore
+
+    entry, k = case["entry"], case["after_steps"]
+    arrays = ref.load_arrays(entry)
+    names = entry["names"]
+    wide = arrays[f"param/{names[0]}"].dtype == np.float64
+    with x64_if(wide):
+        dtype = jnp.float64 if wide else jnp.float32
+        template = {name: jnp.zeros(entry["shapes"][name], dtype) for name in names}
+        params, state = load_mindspore(ref.RESUME_DIR / file["file"], template)
+        tx = build(entry, arrays)
+        step = jax.jit(lambda p, s, g: _apply(tx, p, s, g))
+        for t in range(k + 1, entry["steps"] + 1):
+            grads = {name: jnp.asarray(arrays[f"grad/{name}"][t - 1]) for name in names}
+            params, state = step(params, state, grads)
+            for name in names:
+                for kind, got in (
+                    ("param", params[name]),
+                    ("moment1", state.m[name]),
+                    ("moment2", state.v[name]),
+                    ("vhat", state.vhat[name]),
+                ):
+                    recorded = arrays[f"{kind}/{name}"][t]
+                    assert same_bits(got, recorded), f"{entry['id']} step {t}: {kind}/{name}"
+            assert same_bits(state.beta1_power, arrays["beta1_power"][t])
+            assert int(state.count) == t
+
+
+def _apply(tx: Any, params: Any, state: Any, grads: Any) -> tuple[Any, Any]:
+    updates, state = tx.update(grads, state, params)
+    return optax.apply_updates(params, updates), state

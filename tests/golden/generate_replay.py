@@ -250,10 +250,10 @@ def gradients(config: dict, names: list[str], shapes: dict, dtype: str, seed: in
     return out
 
 
-def run_config(config: dict, seed: int) -> tuple[dict, dict, object]:
-    """Run one configuration; returns (manifest entry, arrays, the optimizer)."""
-    import mindspore as ms
-    from mindspore import Tensor, nn
+def make_optimizer(config: dict, seed: int):
+    """The network (its parameters drawn from ``seed``) and ``nn.Adam(use_amsgrad=True)`` of one
+    configuration."""
+    from mindspore import nn
 
     net = build_net(config["net"], config["dtype"], seed)
     by_name = {p.name: p for p in net.trainable_params()}
@@ -271,7 +271,15 @@ def run_config(config: dict, seed: int) -> tuple[dict, dict, object]:
             params.append(entry)
     else:
         params = net.trainable_params()
-    opt = nn.Adam(params, use_amsgrad=True, **kwargs)
+    return net, nn.Adam(params, use_amsgrad=True, **kwargs)
+
+
+def run_config(config: dict, seed: int) -> tuple[dict, dict, object]:
+    """Run one configuration; returns (manifest entry, arrays, the optimizer)."""
+    import mindspore as ms
+    from mindspore import Tensor
+
+    _, opt = make_optimizer(config, seed)
     names = [p.name for p in opt.parameters]
     shapes = {p.name: tuple(p.shape) for p in opt.parameters}
     grads = gradients(config, names, shapes, config["dtype"], seed + 1)

@@ -52,12 +52,16 @@ does FSDP2 (``fully_shard``): DTensor parameters are updated through their local
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
+import os
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
+from amsgrad.adapters import torch_fast
+from amsgrad.adapters.mindspore_state import NameMap
+from amsgrad.adapters.torch_mindspore import load_mindspore_state, save_mindspore_state
 from amsgrad.adapters.torch_support import (
     NUMPY_OF,
     as_tensor_number,
@@ -237,6 +241,8 @@ class AMSGradV2(torch.optim.Optimizer):
             "implementation": implementation,
         }
         check_group_keys("", defaults)
+        # What the last full step checked, per group, reused while it holds (torch_fast).
+        self._fast_plans: dict[int, torch_fast.GroupPlan | None] = {}
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -262,10 +268,12 @@ class AMSGradV2(torch.optim.Optimizer):
             for index, param in enumerate(params):
                 if isinstance(param, torch.Tensor) and param.dtype == torch.bfloat16:
                     _check_param(len(self.param_groups), index, param, merged["implementation"])
+        self._fast_plans = {}
         super().add_param_group(param_group)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
+        self._fast_plans = {}
         for group in self.param_groups:
             group.setdefault("implementation", "auto")
             group.setdefault("weight_decay", 0.0)
@@ -306,6 +314,7 @@ class AMSGradV2(torch.optim.Optimizer):
                         check_state(where, param, states[key], loaded=True)
         super().load_state_dict(state_dict)
 
+    @torch.compiler.disable  # runs as it is inside compiled code (see docs/frameworks.md)
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Update every parameter that has a gradient; returns the closure's loss (or None).
@@ -320,6 +329,13 @@ class AMSGradV2(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+
+        # 0. The fast path: a step like the last one, on the checks it recorded (torch_fast).
+        if self._fast_plans:
+            prepared = torch_fast.prepare(self, self._fast_plans, _fast_hyper_ok)
+            if prepared is not None and torch_fast.run(prepared):
+                return loss
+        self._fast_plans = {}
 
         # 1. Check every parameter and its state; new states are made aside, stored at the end.
         fresh: dict[torch.Tensor, dict[str, Any]] = {}
@@ -355,6 +371,7 @@ class AMSGradV2(torch.optim.Optimizer):
             state["step"] += 1
             state["beta1_power"] = float(beta1_power)
             state["beta2_power"] = float(beta2_power)
+        self._fast_plans = torch_fast.record(self, buckets)
         return loss
 
     def _check_all(
@@ -477,6 +494,59 @@ class AMSGradV2(torch.optim.Optimizer):
                 local(param), m, v, vhat, grad, lr_t, one_minus_beta1, one_minus_beta2, eps
             )
 
+    # ----------------------------------------------------------------------- MindSpore files
+
+    def load_mindspore(
+        self,
+        checkpoint: str | os.PathLike[str] | Mapping[str, Any],
+        model: torch.nn.Module,
+        name_map: NameMap = None,
+        *,
+        lr_mismatch: str = "warn",
+    ) -> None:
+        """Load the parameters and the state of ``mindspore.save_checkpoint(optimizer)`` of an
+        ``nn.Adam(use_amsgrad=True)``, so that the next ``step()`` is MindSpore's next step.
+
+        checkpoint: a ``.ckpt``/``.safetensors`` path, or the dict
+          :func:`amsgrad.mindspore.load_checkpoint` returns.
+        model: the module whose ``named_parameters()`` name this optimizer's parameters.
+        name_map: MindSpore's name of each torch name where they differ: a dict (names it
+          lacks are kept) or a callable.
+        lr_mismatch: when the checkpoint's ``learning_rate`` differs (in float32) from a
+          group's lr: ``"warn"`` (default), ``"raise"`` or ``"ignore"``; the optimizer keeps
+          its own lr either way.
+
+        Each parameter receives ``<name>``, its ``m``, ``v``, ``vhat`` the entries
+        ``moment1.<name>``, ``moment2.<name>``, ``vhat.<name>``, its ``step`` ``global_step``
+        (which also positions a per-step lr list) and its beta powers the checkpoint's float32
+        ``beta1_power``, ``beta2_power``. Entries must have the parameter's shape and dtype.
+        Everything is checked first: a missing or wrong entry raises ValueError naming it, and
+        nothing has changed. Model parameters that this optimizer does not hold are not read.
+        """
+        load_mindspore_state(self, checkpoint, model, name_map, lr_mismatch)
+        self._fast_plans = {}  # new state and parameters: the next step checks everything
+
+    def save_mindspore(
+        self,
+        path: str | os.PathLike[str],
+        model: torch.nn.Module,
+        name_map: NameMap = None,
+        *,
+        format: str | None = None,
+    ) -> None:
+        """Write the parameters and state as ``mindspore.save_checkpoint(optimizer)`` of an
+        ``nn.Adam(use_amsgrad=True)`` would (the names and order of :meth:`load_mindspore`),
+        so that MindSpore's ``load_param_into_net`` on its network and optimizer continues
+        from here. format: ``"ckpt"`` or ``"safetensors"`` (default: the extension's).
+
+        MindSpore keeps one ``global_step`` and one pair of beta powers for all parameters:
+        raises ValueError when this optimizer's parameters differ in step or beta powers
+        (parameters without a gradient at some step). ``learning_rate`` is written when every
+        group has the same lr (a number or a per-step list); otherwise it is left out with a
+        UserWarning. The file is written atomically.
+        """
+        save_mindspore_state(self, path, model, name_map, format)
+
 
 # --------------------------------------------------------------------------- state and checks
 
@@ -532,6 +602,19 @@ def _check_group_hyper(group: dict[str, Any], where: Any, dtype: torch.dtype, lr
             pass  # raised again below, with the parameter's name
     lr, beta1, beta2, eps = (_scalar(value) for value in given)
     _check_hyper_values(f"{where}: ", lr, beta1, beta2, eps, dtype)
+
+
+def _fast_hyper_ok(group: dict[str, Any], dtype: torch.dtype, lr: Any) -> bool:
+    """For the fast step: the group's hyper-parameters are Python floats that give a valid
+    update in ``dtype`` (anything else takes the full path, which names the problem)."""
+    beta1, beta2 = group["betas"]
+    given = (lr, beta1, beta2, group["eps"])
+    if not all(type(value) is float for value in given):
+        return False
+    try:
+        return _hyper_ok(*given, dtype)
+    except (TypeError, ValueError):
+        return False
 
 
 @functools.lru_cache(maxsize=256)

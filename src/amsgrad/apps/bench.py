@@ -24,10 +24,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from amsgrad.apps.bench_report import console, jax_step_targets, markdown, plot, targets
+from amsgrad.apps.bench_report import console, markdown, plot, targets
+from amsgrad.apps.bench_scenarios import SCENARIOS, goals
 from amsgrad.apps.bench_worker import (
     ARRAYS_MOVED,
-    DEFAULT_JAX_STEP,
     DEFAULT_MANY,
     DEFAULT_SIZES,
     DESCRIPTIONS,
@@ -232,54 +232,6 @@ def _parse_many(text: str) -> tuple[int, int] | None:
     return tensors, size
 
 
-def _parse_jax_step(text: str) -> tuple[int, int] | None:
-    """``LAYERSxWIDTH`` (e.g. ``4x512``) or ``none``."""
-    if text.strip().lower() == "none":
-        return None
-    try:
-        layers, width = (int(part) for part in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected LAYERSxWIDTH such as 4x512, or none; got {text!r}"
-        ) from None
-    if layers < 1 or width < 1:
-        raise argparse.ArgumentTypeError(f"expected positive LAYERSxWIDTH, got {text!r}")
-    return layers, width
-
-
-def _run_jax_step(
-    shape: tuple[int, int], settings: dict[str, Any], workdir: Path
-) -> dict[str, Any]:
-    """The JAX optimizer-step case (bench_worker.jax_step_case) in a worker process of its own;
-    returns its payload (``jax_step``, ``versions``, ``notes``)."""
-    spec_path, out_path = workdir / "jax_step_spec.json", workdir / "jax_step_out.json"
-    spec = {
-        "jax_step": list(shape),
-        "repeat": max(settings["repeat"], 5),
-        "min_time": settings["min_time"],
-        "out": str(out_path),
-    }
-    spec_path.write_text(json.dumps(spec), encoding="utf-8")
-    boot = _BOOT.replace("_worker_main", "jax_step_main")
-    group = _Group(["jax"], sys.executable, [1])
-    completed = subprocess.run(
-        [sys.executable, "-c", boot, str(WORKER), str(spec_path)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        cwd=workdir,
-        env=_worker_env(group),
-        text=True,
-        errors="replace",
-        check=False,
-    )
-    if completed.returncode == 0 and out_path.exists():
-        payload: dict[str, Any] = json.loads(out_path.read_text(encoding="utf-8"))
-        return payload
-    tail = completed.stderr.strip()[-600:]
-    return {"notes": [f"JAX step case: worker exited with code {completed.returncode}: {tail}"]}
-
-
 def _parse_repeat(text: str) -> int:
     try:
         value = int(text)
@@ -351,14 +303,6 @@ def _build_parser() -> argparse.ArgumentParser:
         help="the multi-tensor case TENSORSxELEMENTS (default 1000x1000; 'none' to skip)",
     )
     parser.add_argument(
-        "--jax-step",
-        type=_parse_jax_step,
-        default=DEFAULT_JAX_STEP,
-        help="with the jax peer: the jitted optimizer step and its compile time, "
-        "amsgrad.optax.amsgrad_v2 against optax.amsgrad on an MLP of LAYERSxWIDTH float32 "
-        "dense layers (default 4x512; 'none' to skip)",
-    )
-    parser.add_argument(
         "--peers",
         type=_parse_choices(PEERS),
         default=list(PEERS),
@@ -384,8 +328,62 @@ def _build_parser() -> argparse.ArgumentParser:
         help="a Python interpreter with mindspore installed (its own virtual "
         "environment); without it MindSpore is timed only if importable here",
     )
+    parser.add_argument(
+        "--scenarios",
+        type=_parse_scenarios,
+        default=None,
+        help="what users run, timed beside its peer: "
+        f"{','.join(SCENARIOS)} (the default: all; quick: the first four), or 'none'",
+    )
     parser.add_argument("--no-plot", action="store_true", help="do not write results.png")
     return parser
+
+
+def _parse_scenarios(text: str) -> list[str]:
+    if text.strip().lower() == "none":
+        return []
+    return _parse_choices(tuple(SCENARIOS))(text)
+
+
+def _scenario_batches(names: list[str]) -> list[list[str]]:
+    return [[name for name in names if name != "jax-step"], [n for n in names if n == "jax-step"]]
+
+
+def _run_scenarios(
+    names: list[str], settings: dict[str, Any], workdir: Path, on_tick: Callable[[str], None]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The scenarios in worker processes (JAX apart: its thread pool is fixed at start)."""
+    results: list[dict[str, Any]] = []
+    notes: list[str] = []
+    for index, batch in enumerate(filter(None, _scenario_batches(names))):
+        spec = workdir / f"scenarios{index}.json"
+        out = workdir / f"scenarios{index}.out.json"
+        spec.write_text(
+            json.dumps(
+                {"scenarios": batch, "repeat": settings["repeat"], "min_time": settings["min_time"]}
+            ),
+            encoding="utf-8",
+        )
+        on_tick(f"scenarios: {', '.join(batch)}")
+        env = _worker_env(_Group([], sys.executable, [1], affinity=1))
+        done = subprocess.run(
+            [sys.executable, "-m", "amsgrad.apps.bench_scenarios", str(spec), str(out)],
+            env=env,
+            cwd=workdir,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            check=False,
+        )
+        if done.returncode == 0 and out.exists():
+            results.extend(json.loads(out.read_text(encoding="utf-8")))
+        else:
+            notes.append(
+                f"scenarios {', '.join(batch)}: worker exited with code {done.returncode}: "
+                f"{done.stderr.strip()[-600:]}"
+            )
+    return results, notes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -418,7 +416,13 @@ def main(argv: list[str] | None = None) -> int:
             )
     peers = [peer for peer in PEERS if peer in args.peers]
     groups = _plan_groups(peers, args.threads, args.mindspore_python)
+    scenario_names = (
+        args.scenarios
+        if args.scenarios is not None
+        else list(SCENARIOS)[: 4 if args.quick else len(SCENARIOS)]
+    )
     total = sum(len(cases) * len(group.peers) * len(group.threads) for group in groups)
+    total += sum(bool(batch) for batch in _scenario_batches(scenario_names))
 
     from amsgrad.apps.progress import Progress
 
@@ -460,14 +464,8 @@ def main(argv: list[str] | None = None) -> int:
             versions.update(payload["versions"])
             notes.extend(note for note in payload["notes"] if note not in notes)
             unavailable.update(payload["unavailable"])
-        jax_step = None
-        if args.jax_step is not None and "jax" in peers and "jax" not in unavailable:
-            bar.label = f"bench {'jax step (MLP)':<28}"
-            bar.update(done)
-            payload = _run_jax_step(args.jax_step, settings, Path(tmp))
-            jax_step = payload.get("jax_step")
-            versions.update(payload.get("versions", {}))
-            notes.extend(payload.get("notes", []))
+        scenarios, scenario_notes = _run_scenarios(scenario_names, settings, Path(tmp), on_tick)
+        notes.extend(scenario_notes)
     wall = time.perf_counter() - started
 
     skipped = [peer for peer in settings["skip_many"] if peer in peers and peer not in unavailable]
@@ -488,15 +486,15 @@ def main(argv: list[str] | None = None) -> int:
             "dtypes": args.dtypes,
             "threads": args.threads,
             "many": list(args.many) if args.many else None,
-            "jax_step": list(args.jax_step) if args.jax_step else None,
             "peers": peers,
             **settings,
         },
         "method": _method(settings),
         "descriptions": {peer: DESCRIPTIONS[peer] for peer in peers},
         "results": results,
-        "targets": targets(results, args.threads) + jax_step_targets(jax_step),
-        "jax_step": jax_step,
+        "targets": targets(results, args.threads, versions) + goals(scenarios),
+        "scenarios": scenarios,
+        "scenario_descriptions": {name: SCENARIOS[name] for name in scenario_names},
         "notes": notes,
         "wall_seconds": wall,
         "workers": workers,

@@ -10,7 +10,7 @@ from typing import Any
 
 from amsgrad.apps.bench_worker import DTYPES, LABELS, PEERS, case_name, format_time
 
-__all__ = ["console", "jax_step_lines", "jax_step_targets", "markdown", "plot", "targets"]
+__all__ = ["console", "markdown", "plot", "targets"]
 
 
 def _lookup(
@@ -33,9 +33,15 @@ def _threads_word(count: int) -> str:
     return f"{count} thread" + ("" if count == 1 else "s")
 
 
-def targets(results: list[dict[str, Any]], threads: list[int]) -> list[dict[str, Any]]:
-    """The project's speed goals as ratios within this run; each says met, not met or missing."""
+def targets(
+    results: list[dict[str, Any]], threads: list[int], versions: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """The project's speed goals as ratios within this run; each says met, not met or missing.
+    ``versions``: the run's versions (the float16 goal depends on amsgrad's instruction set)."""
     targets: list[dict[str, Any]] = []
+    # float16 is bound by its roundings to half (kernels_avx512.c): the goal is 1.2x torch on
+    # AVX-512 (16 conversions at a time), 1.5x on AVX2.
+    f16_limit = 1.2 if "avx512" in (versions or {}).get("amsgrad", "avx512") else 1.5
 
     def missing(name: str, what: list[tuple[str, dict[str, Any] | None]]) -> bool:
         absent = [label for label, row in what if row is None]
@@ -84,14 +90,15 @@ def targets(results: list[dict[str, Any]], threads: list[int]) -> list[dict[str,
         for dtype in ("float16", "float64"):
             ours = _lookup(results, "amsgrad", "single", dtype, big, count)
             torch = _lookup(results, "torch", "single", dtype, big, count)
-            name = f"{dtype} 1e7, {word}: amsgrad time <= 1.2x torch fused"
+            limit = f16_limit if dtype == "float16" else 1.2
+            name = f"{dtype} 1e7, {word}: amsgrad time <= {limit:g}x torch fused"
             if not missing(name, [("amsgrad", ours), ("torch", torch)]):
                 assert ours is not None and torch is not None
                 ratio = ours["seconds"] / torch["seconds"]
                 targets.append(
                     {
                         "target": name,
-                        "status": "met" if ratio <= 1.2 else "not met",
+                        "status": "met" if ratio <= limit else "not met",
                         "value": ratio,
                         "detail": f"amsgrad {format_time(ours['seconds'])}, "
                         f"torch {format_time(torch['seconds'])}: {ratio:.2f}x",
@@ -123,6 +130,23 @@ def targets(results: list[dict[str, Any]], threads: list[int]) -> list[dict[str,
                     f"torch {format_time(torch['seconds'])}: {speedup:.1f}x faster",
                 }
             )
+    for count in (n for n in threads if n > 1):
+        for dtype in DTYPES:
+            ours = _lookup(results, "amsgrad", "single", dtype, 100_000, count)
+            torch = _lookup(results, "torch", "single", dtype, 100_000, count)
+            name = f"{dtype} 1e5, {_threads_word(count)}: amsgrad time <= torch fused"
+            if not missing(name, [("amsgrad", ours), ("torch", torch)]):
+                assert ours is not None and torch is not None
+                ratio = ours["seconds"] / torch["seconds"]
+                targets.append(
+                    {
+                        "target": name,
+                        "status": "met" if ratio <= 1.0 else "not met",
+                        "value": ratio,
+                        "detail": f"amsgrad {format_time(ours['seconds'])}, "
+                        f"torch {format_time(torch['seconds'])}: {ratio:.2f}x",
+                    }
+                )
     count = threads[0]
     ours = _lookup(results, "amsgrad", "single", "float32", 1000, count)
     name = f"float32 one tensor of 1000, {_threads_word(count)}: functional API <= 5 us per call"
@@ -203,6 +227,43 @@ def _cell(text: str) -> str:
     return text.replace("|", "/").replace("\n", " ")
 
 
+def _scenario_lines(report: dict[str, Any]) -> list[str]:
+    """One row per contender of each scenario (one thread), times per call."""
+    scenarios = report.get("scenarios") or []
+    if not scenarios:
+        return []
+    lines = [
+        "## What users run (one thread)",
+        "",
+        "Each scenario times its contenders in one process, interleaved round by round.",
+        "",
+        "| scenario | contender | time per call | / first contender |",
+        "| --- | --- | ---: | ---: |",
+    ]
+    for item in scenarios:
+        name = item["scenario"]
+        if "error" in item:
+            lines.append(f"| {name} | - | {_cell(item['error'])} | |")
+            continue
+        seconds = item.get("seconds", {})
+        first = next(iter(seconds.values()), None)
+        for label, value in seconds.items():
+            ratio = f"{value / first:.2f}x" if first else "-"
+            lines.append(f"| {name} | {label} | {format_time(value)} | {ratio} |")
+        for label, value in (item.get("compile") or {}).items():
+            lines.append(f"| {name} (compile) | {label} | {format_time(value)} | |")
+        if "recompiles" in item:
+            lines.append(
+                f"| {name} | checks | {item['recompiles']} recompiles, "
+                f"{len(item['graph_break_warnings'])} graph-break warnings, same bits as eager: "
+                f"{item['same_bits']}; first call (compile) {format_time(item['compile_seconds'])}"
+                " | |"
+            )
+    descriptions = report.get("scenario_descriptions") or {}
+    lines += ["", *(f"- {name}: {text}" for name, text in descriptions.items()), ""]
+    return lines
+
+
 def _target_lines(report: dict[str, Any]) -> list[str]:
     marks = {"met": "met", "not met": "NOT MET", "not measured": "not measured"}
     return [f"- **{marks[t['status']]}**: {t['target']} ({t['detail']})" for t in report["targets"]]
@@ -225,6 +286,7 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         *_target_lines(report),
         "",
+        *_scenario_lines(report),
         "## Summary: ns per element (lower is better)",
         "",
         *_summary_table(report),
@@ -236,7 +298,6 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         *_full_table(report),
         "",
-        *jax_step_lines(report),
         "## What each row runs",
         "",
         *(f"- {LABELS[peer]}: {text}" for peer, text in report["descriptions"].items()),
@@ -251,7 +312,6 @@ def console(report: dict[str, Any], out: Path) -> str:
     lines = [
         *_summary_table(report),
         "",
-        *jax_step_lines(report, markdown=False),
         "Speed goals:",
         *(f"  {t['status']:>12}: {t['target']} ({t['detail']})" for t in report["targets"]),
     ]
@@ -339,71 +399,3 @@ def plot(report: dict[str, Any], path: Path) -> str | None:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return None
-
-
-# ---------------------------------------------------------------------------------------------
-# The JAX optimizer-step case (bench_worker.jax_step_case)
-
-#: Issue 11's goals for the jitted Optax step: amsgrad_v2 against optax.amsgrad.
-JAX_STEP_GOALS = (("step", 1.1), ("compile", 1.5))
-
-
-def jax_step_targets(result: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """The JAX-step goals as ratios of medians within the run (none when the case did not run)."""
-    if not result:
-        return []
-    shape = f"{result['layers']}x{result['width']}"
-    rows = []
-    for what, goal in JAX_STEP_GOALS:
-        ratio = result[f"{what}_ratio"]
-        word = "step time" if what == "step" else "compile time"
-        rows.append(
-            {
-                "target": f"JAX MLP {shape} float32: amsgrad_v2 {word} <= {goal}x optax.amsgrad",
-                "status": "met" if ratio <= goal else "not met",
-                "detail": f"{ratio:.2f}x, medians of {result['repeat']} interleaved rounds",
-            }
-        )
-    return rows
-
-
-def jax_step_lines(report: dict[str, Any], markdown: bool = True) -> list[str]:
-    """The JAX-step section: a Markdown table (or console lines) of both optimizers."""
-    result = report.get("jax_step")
-    if not result:
-        return []
-    title = (
-        f"jitted optimizer step + optax.apply_updates, MLP of {result['layers']} dense layers "
-        f"{result['width']}x{result['width']} float32 ({result['parameters']:,} parameters)"
-    )
-    peers = result["peers"]
-    base = peers["optax.amsgrad"]
-    if not markdown:
-        lines = [f"JAX step ({title}):"]
-        for name, row in peers.items():
-            lines.append(
-                f"  {name:>14}: step {format_time(row['step_seconds'])} "
-                f"({row['step_seconds'] / base['step_seconds']:.2f}x), compile "
-                f"{format_time(row['compile_seconds'])} "
-                f"({row['compile_seconds'] / base['compile_seconds']:.2f}x)"
-            )
-        return [*lines, ""]
-    lines = [
-        "## JAX: the jitted optimizer step",
-        "",
-        f"{title[0].upper()}{title[1:]}. Both optimizers in one process, interleaved round by "
-        f"round (order swapped each round), {result['repeat']} rounds of "
-        f"{result['calls_per_round']} steps; compile = trace, lower and compile a fresh "
-        "function. Medians.",
-        "",
-        "| optimizer | step | step / optax.amsgrad | compile | compile / optax.amsgrad |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for name, row in peers.items():
-        lines.append(
-            f"| {name} | {format_time(row['step_seconds'])} | "
-            f"{row['step_seconds'] / base['step_seconds']:.2f}x | "
-            f"{format_time(row['compile_seconds'])} | "
-            f"{row['compile_seconds'] / base['compile_seconds']:.2f}x |"
-        )
-    return [*lines, ""]

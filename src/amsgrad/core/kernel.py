@@ -70,6 +70,7 @@ if _native is not None:
     fast_apply = _native.apply_fast
 
 __all__ = [
+    "apply_addresses",
     "available_backends",
     "backend",
     "execute",
@@ -294,6 +295,30 @@ def execute(plan: Plan) -> None:
         _native_apply_block(arrays, plan.hyper, plan.rows)
     else:  # several blocks, each written back in turn: finish them whatever arrives
         _run_to_completion(lambda: _native_apply_copies(arrays, plan.hyper, plan.rows))
+
+
+def apply_addresses(
+    addresses: np.ndarray, sizes: np.ndarray, hyper: np.ndarray, sets: np.ndarray | None = None
+) -> tuple[int, int, int, int] | bool | None:
+    """The multi-tensor update on memory given by address, for callers holding CPU tensors
+    that are not ndarrays (the torch optimizer's fast step); False on the NumPy backend.
+
+    ``addresses``: int64, ``5 * K`` addresses laid out ``[5 * i + role]`` (var, m, v, vhat,
+    grad); ``sizes``: int64, K element counts; ``hyper``: the ``(6, 1)`` table of
+    :func:`~amsgrad.core.contract.fast_hyper`, whose dtype is the tensors', or with ``sets``
+    (int64, K indices into G) G such tables side by side, ``(6, G)``. The caller vouches
+    that each address starts a live, C-contiguous run of that many elements of that dtype,
+    var/m/v/vhat writable, kept alive for the call. Memory shared between any two runs (grads
+    included) is found before anything is written: then nothing is written and
+    ``(i, role_i, j, role_j)`` is returned. None when done.
+    """
+    if _active is None:
+        return False
+    if sets is None:
+        found = _active.apply_addresses(addresses, sizes, hyper)
+    else:
+        found = _active.apply_addresses(addresses, sizes, hyper, sets)
+    return None if found is None else tuple(found)
 
 
 def _many_overlap_error(count: int, flat_index_a: int, flat_index_b: int) -> ValueError:

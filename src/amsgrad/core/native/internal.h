@@ -99,6 +99,8 @@ typedef struct {
     char *const *ptrs;  /* ptrs[5 * i + role] */
     const size_t *pref; /* pref[i] = first element of tensor i; pref[K] = total */
     consts_t c;         /* constants of apply_many */
+    const consts_t *cs; /* or, when not NULL, tensor i's constants are cs[ci[i]] */
+    const int64_t *ci;  /* (apply_addresses with several sets of hyper-parameters) */
 } job_t;
 
 AMS_HIDDEN void ams_run_job(const job_t *j, size_t total);
@@ -131,6 +133,9 @@ AMS_HIDDEN int ams_find_overlap(ival_t *iv, ival_t *tmp, size_t n, uint32_t *a, 
 /* apply.c: the module's apply() and apply_many() */
 AMS_HIDDEN PyObject *ams_py_apply(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 AMS_HIDDEN PyObject *ams_py_apply_many(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+/* addresses.c: apply_addresses() */
+AMS_HIDDEN PyObject *ams_py_apply_addresses(PyObject *self, PyObject *const *args,
+                                            Py_ssize_t nargs);
 /* fast.c: apply_fast() and set_fast_types() */
 AMS_HIDDEN PyObject *ams_py_apply_fast(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 AMS_HIDDEN PyObject *ams_py_set_fast_types(PyObject *self, PyObject *const *args,

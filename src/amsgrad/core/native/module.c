@@ -180,6 +180,13 @@ static PyMethodDef methods[] = {
      "apply_many(vars, ms, vs, vhats, grads, hyper[, exact_type]) -> None | (a, role_a, b, role_b)\n\n"
      "apply() on K tensors with one set of 6 hyper-parameters. If any two of the 5K buffers\n"
      "share memory, nothing is written and (list index, role, list index, role) is returned."},
+    {"apply_addresses", (PyCFunction)(void (*)(void))ams_py_apply_addresses, METH_FASTCALL,
+     "apply_addresses(addresses, sizes, hyper[, sets]) -> None | (a, role_a, b, role_b)\n\n"
+     "apply_many() on memory given by address: addresses holds 5K int64 laid out\n"
+     "[5 * i + role] (var, m, v, vhat, grad), sizes K int64 element counts, hyper 6 values in\n"
+     "T (or 6 * G laid out [k * G + g], with sets: K int64, tensor i's g). The caller vouches\n"
+     "that each run is live, C-contiguous and of T; overlap is checked here (nothing written,\n"
+     "the pair returned)."},
     {"apply_fast", (PyCFunction)(void (*)(void))ams_py_apply_fast, METH_FASTCALL,
      "apply_fast(var, m, v, vhat, beta1_power, beta2_power, lr, beta1, beta2, epsilon, grad)\n"
      "-> bool\n\n"

@@ -65,7 +65,8 @@ static void run_many(const job_t *j, size_t lo, size_t hi) {
         if (end > lo) {
             size_t off = (lo - j->pref[i]) * isz;
             char *const *q = j->ptrs + 5 * i;
-            j->kern(q[0] + off, q[1] + off, q[2] + off, q[3] + off, q[4] + off, end - lo, &j->c);
+            const consts_t *c = j->cs ? &j->cs[j->ci[i]] : &j->c;
+            j->kern(q[0] + off, q[1] + off, q[2] + off, q[3] + off, q[4] + off, end - lo, c);
         }
         lo = end;
         i++;

@@ -1,0 +1,317 @@
+"""AMSGradV2's fast step (adapters/torch_fast.py): the checks of the last full step reused.
+
+Every test runs two optimizers on copies of one model: one as it comes (the fast step runs from
+the second step on), one forced onto the full path before every step. They must agree bit for
+bit whatever happens between the steps, and the fast step must actually run where it applies.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from amsgrad.adapters import torch_fast
+from amsgrad.torch import AMSGradV2
+
+
+@pytest.fixture
+def fast_runs(monkeypatch):
+    """How many fast steps completed (torch_fast.run returning True)."""
+    count = [0]
+    original = torch_fast.run
+
+    def counting(prepared):
+        done = original(prepared)
+        count[0] += bool(done and prepared)
+        return done
+
+    monkeypatch.setattr(torch_fast, "run", counting)
+    return count
+
+
+def _params(dtype=torch.float32, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    shapes = [(5, 3), (7,), (1,), (0,), (4, 4, 2)]
+    return [
+        torch.nn.Parameter(torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype))
+        for shape in shapes
+    ]
+
+
+def _grads(params, seed):
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.randn(p.shape, generator=gen, dtype=torch.float64).to(p.dtype) for p in params]
+
+
+def _pair(make_groups, **kwargs):
+    """(fast, full): two optimizers over two copies of the same parameters."""
+    params = _params(kwargs.pop("dtype", torch.float32))
+    copies = [torch.nn.Parameter(p.detach().clone()) for p in params]
+    return (
+        (AMSGradV2(make_groups(params), **kwargs), params),
+        (AMSGradV2(make_groups(copies), **kwargs), copies),
+    )
+
+
+def _step_both(fast, full, seed, skip=()):
+    for (opt, params), force_full in ((fast, False), (full, True)):
+        for index, (param, grad) in enumerate(zip(params, _grads(params, seed), strict=True)):
+            param.grad = None if index in skip else grad
+        if force_full:
+            opt._fast_plans = {}
+        opt.step()
+
+
+def _assert_same(fast, full):
+    (opt_a, params_a), (opt_b, params_b) = fast, full
+    for a, b in zip(params_a, params_b, strict=True):
+        assert torch.equal(a.detach().view(-1), b.detach().view(-1)) or (
+            a.numel() and np.array_equal(a.detach().numpy(), b.detach().numpy(), equal_nan=True)
+        )
+        state_a, state_b = opt_a.state.get(a), opt_b.state.get(b)
+        assert (state_a is None) == (state_b is None)
+        if state_a is None:
+            continue
+        for key in ("step", "beta1_power", "beta2_power"):
+            assert state_a[key] == state_b[key], key
+        for key in ("m", "v", "vhat"):
+            assert np.array_equal(
+                state_a[key].numpy().view(np.uint8), state_b[key].numpy().view(np.uint8)
+            ), key
+
+
+CONFIGS = {
+    "float32": (lambda ps: ps, {}),
+    "float16": (lambda ps: ps, {"dtype": torch.float16, "eps": 1e-4}),
+    "float64": (lambda ps: ps, {"dtype": torch.float64, "lr": 0.1}),
+    "groups": (
+        lambda ps: [{"params": ps[:2], "lr": 0.05, "betas": (0.5, 0.75)}, {"params": ps[2:]}],
+        {"lr": 1e-3},
+    ),
+    "decay-loss-scale": (lambda ps: ps, {"weight_decay": 0.1, "loss_scale": 8.0}),
+    "maximize": (lambda ps: ps, {"maximize": True}),
+    "lr-list": (lambda ps: ps, {"lr": [0.1 / (k + 1) for k in range(10)]}),
+}
+
+
+@pytest.mark.parametrize("config", list(CONFIGS))
+def test_fast_steps_equal_full_steps(config, fast_runs):
+    make_groups, kwargs = CONFIGS[config]
+    fast, full = _pair(make_groups, **kwargs)
+    for seed in range(8):
+        _step_both(fast, full, seed)
+        _assert_same(fast, full)
+    assert fast_runs[0] == 7  # every step after the first
+
+
+def test_a_frozen_parameter_stays_skipped(fast_runs):
+    fast, full = _pair(lambda ps: ps)
+    for seed in range(5):
+        _step_both(fast, full, seed, skip={1})
+        _assert_same(fast, full)
+    assert fast_runs[0] == 4
+    assert fast[0].state.get(fast[1][1]) is None
+
+
+def _swap_data(opt, params):
+    params[0].data = params[0].data.clone() * 2
+
+
+def _drop_grad(opt, params):
+    params[1].grad = None
+
+
+def _transposed_grad(opt, params):
+    params[0].grad = params[0].grad.t().contiguous().t()  # same values, strided
+
+
+def _new_lr(opt, params):
+    opt.param_groups[0]["lr"] = 0.25
+    opt.param_groups[0]["betas"] = (0.8, 0.9)
+
+
+def _replace_moment(opt, params):
+    opt.state[params[0]]["m"] = torch.full_like(params[0], 0.5).detach()
+
+
+def _moment_data(opt, params):
+    opt.state[params[0]]["v"].data = torch.full_like(params[0], 0.25).detach()
+
+
+def _replace_state(opt, params):
+    opt.state[params[2]] = copy.deepcopy(opt.state[params[2]])
+
+
+def _reload(opt, params):
+    opt.load_state_dict(copy.deepcopy(opt.state_dict()))
+
+
+def _edit_counter(opt, params):
+    opt.state[params[4]]["beta1_power"] = 0.5
+
+
+def _clear_state(opt, params):
+    opt.state.clear()
+
+
+CHANGES = [
+    _swap_data,
+    _drop_grad,
+    _transposed_grad,
+    _new_lr,
+    _replace_moment,
+    _moment_data,
+    _replace_state,
+    _reload,
+    _edit_counter,
+    _clear_state,
+]
+
+
+@pytest.mark.parametrize("change", CHANGES, ids=lambda f: f.__name__.strip("_"))
+def test_changes_between_steps_are_seen(change):
+    fast, full = _pair(lambda ps: ps)
+    for seed in range(3):
+        _step_both(fast, full, seed)
+    for opt, params in (fast, full):
+        for param, grad in zip(params, _grads(params, 3), strict=True):
+            param.grad = grad
+        change(opt, params)
+    fast[0].step()
+    full[0]._fast_plans = {}
+    full[0].step()
+    _assert_same(fast, full)
+    for seed in range(4, 6):  # and the steps after it
+        _step_both(fast, full, seed)
+        _assert_same(fast, full)
+
+
+def test_a_new_group_is_seen(fast_runs):
+    fast, full = _pair(lambda ps: [{"params": ps[:3]}])
+    for seed in range(3):
+        _step_both(fast, full, seed, skip={3, 4})
+    for opt, params in (fast, full):
+        opt.add_param_group({"params": params[3:], "lr": 0.5})
+    for seed in range(3, 6):
+        _step_both(fast, full, seed)
+        _assert_same(fast, full)
+    assert fast_runs[0] == 2 + 2  # the two steps after each full step that made plans
+
+
+def _stepped(**kwargs):
+    params = _params()
+    opt = AMSGradV2(params, **kwargs)
+    for seed in range(2):
+        for param, grad in zip(params, _grads(params, seed), strict=True):
+            param.grad = grad
+        opt.step()
+    assert opt._fast_plans
+    return opt, params
+
+
+def _unchanged(opt, params):
+    return copy.deepcopy(opt.state_dict()), [p.detach().clone() for p in params]
+
+
+def _assert_unchanged(opt, params, before):
+    state, values = before
+    for param, value in zip(params, values, strict=True):
+        assert torch.equal(param.detach(), value)
+    for key, entry in opt.state_dict()["state"].items():
+        for name, value in entry.items():
+            expected = state["state"][key][name]
+            if isinstance(value, torch.Tensor):
+                assert torch.equal(value, expected)
+            else:
+                assert value == expected
+
+
+def test_errors_after_fast_steps_are_the_full_paths():
+    opt, params = _stepped()
+    params[0].grad = params[0].detach()  # shares the parameter's memory
+    before = _unchanged(opt, params)
+    with pytest.raises(ValueError, match="share memory"):
+        opt.step()
+    _assert_unchanged(opt, params, before)
+
+    opt, params = _stepped()
+    params[1].grad = torch.randn(7).to_sparse()
+    before = _unchanged(opt, params)
+    with pytest.raises(RuntimeError, match="sparse"):
+        opt.step()
+    _assert_unchanged(opt, params, before)
+
+    opt, params = _stepped()
+    del opt.state[params[4]]["vhat"]
+    with pytest.raises(ValueError, match="vhat"):
+        opt.step()
+
+
+def test_grads_sharing_memory_still_run():
+    shared = torch.randn(7)
+    results = []
+    for force_full in (False, True):
+        opt, params = _stepped()
+        params[1].grad = shared  # grads may share memory: they are only read
+        params[2].grad = shared[:1]
+        if force_full:
+            opt._fast_plans = {}
+        opt.step()
+        results.append([p.detach().clone() for p in params])
+    for a, b in zip(*results, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_autograd_sees_the_in_place_update():
+    opt, params = _stepped()
+    loss = (params[0] * params[0]).sum()  # saves params[0] for backward
+    for param, grad in zip(params, _grads(params, 9), strict=True):
+        param.grad = grad
+    opt.step()
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
+
+
+# --------------------------------------------------------------------------- torch.compile
+
+
+def _train(compiled: bool, steps: int = 6):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    opt = AMSGradV2(model.parameters(), lr=1e-2)
+
+    def train_step(x, y):
+        loss = ((model(x) - y) ** 2).mean()
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        return loss
+
+    if compiled:
+        train_step = torch.compile(train_step, backend="eager")
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(steps):
+        train_step(torch.randn(16, 6, generator=gen), torch.randn(16, 1, generator=gen))
+    return model, opt
+
+
+def test_torch_compile_no_recompiles_no_warnings_same_bits(recwarn):
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        model, opt = _train(compiled=True)
+    reference, _ = _train(compiled=False)
+    assert not [w for w in recwarn if "ynamo" in str(w.message) or "graph" in str(w.message)]
+    # The step runs as it is (torch.compiler.disable): Dynamo skips it, and traces no guard on
+    # the beta powers or the fast step's state, so nothing recompiles (error_on_recompile).
+    reasons = " ".join(counters["graph_break"])
+    assert "AMSGradV2.step" in reasons
+    assert "numpy" not in reasons and "apply_addresses" not in reasons
+    for a, b in zip(model.parameters(), reference.parameters(), strict=True):
+        assert torch.equal(a.detach(), b.detach())
+    assert next(iter(opt.state.values()))["step"] == 6
