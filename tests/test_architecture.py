@@ -26,7 +26,7 @@ ARCHITECTURE = ROOT / "docs" / "ARCHITECTURE.md"
 
 # Third-party packages each layer may import (the standard library is always allowed).
 CORE_THIRD_PARTY = {"numpy"}
-ADAPTER_THIRD_PARTY = {"numpy", "torch", "jax", "jaxlib", "optax"}
+ADAPTER_THIRD_PARTY = {"numpy", "torch", "jax", "jaxlib", "optax", "triton"}
 # The benchmark suite times its peers, TensorFlow and MindSpore among them.
 APP_THIRD_PARTY = {"numpy", "matplotlib", "tensorflow", "mindspore"}
 # Imports of a private module allowed by name: (importing module, imported module).

@@ -34,7 +34,7 @@ def fast_runs(monkeypatch):
 
 def _params(dtype=torch.float32, seed=0):
     gen = torch.Generator().manual_seed(seed)
-    shapes = [(5, 3), (7,), (1,), (0,), (4, 4, 2)]
+    shapes = [(5, 3), (7,), (1,), (0,), (4, 4, 2), (2, 16)]
     return [
         torch.nn.Parameter(torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype))
         for shape in shapes
@@ -93,6 +93,7 @@ CONFIGS = {
     ),
     "decay-loss-scale": (lambda ps: ps, {"weight_decay": 0.1, "loss_scale": 8.0}),
     "maximize": (lambda ps: ps, {"maximize": True}),
+    "centralization": (lambda ps: ps, {"grad_centralization": True}),
     "lr-list": (lambda ps: ps, {"lr": [0.1 / (k + 1) for k in range(10)]}),
 }
 
@@ -208,7 +209,7 @@ def _stepped(**kwargs):
         for param, grad in zip(params, _grads(params, seed), strict=True):
             param.grad = grad
         opt.step()
-    assert opt._fast_plans
+    assert bool(opt._fast_plans) == (kwargs.get("implementation", "auto") == "auto")
     return opt, params
 
 
@@ -315,3 +316,16 @@ def test_torch_compile_no_recompiles_no_warnings_same_bits(recwarn):
     for a, b in zip(model.parameters(), reference.parameters(), strict=True):
         assert torch.equal(a.detach(), b.detach())
     assert next(iter(opt.state.values()))["step"] == 6
+
+
+@pytest.mark.parametrize("implementation", ["torch", "auto-bfloat16"])
+def test_only_kernel_groups_get_plans(implementation):
+    if implementation == "torch":
+        opt, _ = _stepped(implementation="torch")
+    else:
+        params = [torch.nn.Parameter(torch.randn(4, dtype=torch.bfloat16))]
+        opt = AMSGradV2(params, lr=1e-3, betas=(0.5, 0.75), implementation="torch")
+        for _ in range(2):
+            params[0].grad = torch.randn(4, dtype=torch.bfloat16)
+            opt.step()
+    assert opt._fast_plans == {}

@@ -60,6 +60,7 @@ def test_maximize_negates_the_gradient_first(implementation: str) -> None:
 def test_flags_honoured_values_are_accepted() -> None:
     p = param()
     AMSGradV2([p], foreach=True, fused=True, capturable=False, differentiable=False)
+    AMSGradV2([p], capturable=True)  # checked at step(): the Triton path only
     AMSGradV2([p], foreach=None, fused=None)
 
 
@@ -68,7 +69,7 @@ def test_flags_honoured_values_are_accepted() -> None:
     [
         ("foreach", False, "implementation="),
         ("fused", False, "implementation="),
-        ("capturable", True, "CUDA graph"),
+        ("capturable", 1, "a bool"),
         ("differentiable", True, "no_grad"),
         ("maximize", 1, "a bool"),
     ],
@@ -122,3 +123,46 @@ def test_load_state_dict_refuses_torch_adam_without_amsgrad() -> None:
     with pytest.raises(ValueError, match=r"max_exp_avg_sq.*amsgrad=False.*exp_avg_sq"):
         opt.load_state_dict(adam.state_dict())
     assert not opt.state
+
+
+# --------------------------------------------------------------------------- grad centralization
+
+
+def _centralized_reference(grad: np.ndarray) -> np.ndarray:
+    """MindSpore's Centralization as docs/frameworks.md defines it here: the mean over every
+    axis but the first, in float64, rounded once to the dtype; then the subtraction in it."""
+    if grad.ndim < 2 or grad.shape[1] % 16:
+        return grad
+    mean = grad.astype(np.float64).mean(axis=tuple(range(1, grad.ndim)), keepdims=True)
+    return grad - mean.astype(grad.dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64])
+def test_grad_centralization_matches_its_reference(dtype):
+    gen = torch.Generator().manual_seed(5)
+    shapes = [(3, 16), (2, 32, 3), (4, 15), (16,), (5, 16, 1, 2)]
+    params = [torch.nn.Parameter(torch.randn(s, generator=gen).to(dtype)) for s in shapes]
+    copies = [torch.nn.Parameter(p.detach().clone()) for p in params]
+    ours = AMSGradV2([{"params": params, "grad_centralization": True}], lr=1e-2, eps=1e-3)
+    plain = AMSGradV2(copies, lr=1e-2, eps=1e-3)
+    for _ in range(3):
+        grads = [torch.randn(s, generator=gen).to(dtype) + 3 for s in shapes]
+        for p, q, g in zip(params, copies, grads, strict=True):
+            p.grad = g.clone()
+            q.grad = torch.from_numpy(_centralized_reference(g.numpy()))
+        ours.step()
+        plain.step()
+        for p, q in zip(params, copies, strict=True):
+            assert np.array_equal(
+                p.detach().numpy().view(np.uint8), q.detach().numpy().view(np.uint8)
+            )
+    # the shapes MindSpore leaves alone were updated with their own gradient
+    assert not torch.equal(params[0].detach(), torch.zeros_like(params[0]))
+
+
+def test_grad_centralization_is_a_bool_group_key():
+    p = torch.nn.Parameter(torch.zeros(2, 16))
+    with pytest.raises(ValueError, match="grad_centralization=1 is not supported; use a bool"):
+        AMSGradV2([{"params": [p], "grad_centralization": 1}])
+    opt = AMSGradV2([p])
+    assert opt.param_groups[0]["grad_centralization"] is False

@@ -29,7 +29,15 @@ The update runs in one of two implementations, chosen per parameter by ``impleme
   formula, each rounded to the parameter's dtype, on any device and for bfloat16 too. On CPU it
   gives the same bits as the kernel for float16, float32 and float64 (measured, held by the
   tests); on other devices it follows that device's arithmetic (see ``docs/frameworks.md``).
-* ``"auto"`` (default): ``"kernel"`` for CPU tensors, ``"torch"`` for tensors on other devices.
+* ``"triton"``: one fused Triton kernel over the bucket (:mod:`amsgrad.adapters.triton`), for
+  CUDA tensors of dtype float16, float32 or float64 (CPU tensors under Triton's interpreter,
+  ``TRITON_INTERPRET=1``), exact to the kernel by its code generation.
+* ``"auto"`` (default): ``"kernel"`` for CPU tensors; for CUDA tensors ``"triton"`` when Triton
+  is installed, else ``"torch"``; ``"torch"`` for tensors on other devices.
+
+``capturable=True`` (Triton path only) keeps the beta powers in the state as float32 tensors on
+the device, multiplied there, and reads ``lr`` there (a one-element float32 tensor on the device,
+or a number), so that ``step()`` can be captured in a CUDA graph after a warm-up step.
 
 bfloat16 parameters on the kernel path raise TypeError (the operator has no bfloat16): keep
 float32 master weights. ``implementation="torch"`` updates bfloat16 tensors, but only with betas
@@ -65,10 +73,13 @@ from amsgrad.adapters.torch_mindspore import load_mindspore_state, save_mindspor
 from amsgrad.adapters.torch_support import (
     NUMPY_OF,
     as_tensor_number,
+    check_device_lr,
     check_distinct,
     check_group_keys,
     check_memory,
     check_state,
+    check_triton_param,
+    device_powers,
     from_torch_adam,
     grad_of,
     local,
@@ -76,10 +87,13 @@ from amsgrad.adapters.torch_support import (
     mindspore_grad,
     mindspore_param_groups,
     new_state,
+    powers_as_floats,
     state_ok,
     to_dtype,
     torch_scalars,
     torch_update,
+    triton_available,
+    triton_update,
 )
 from amsgrad.core.contract import (
     check_grad_meta,
@@ -90,7 +104,7 @@ from amsgrad.core.optimizers import check_decay, check_hyper_in_dtype, check_opt
 
 __all__ = ["AMSGradV2", "mindspore_param_groups"]
 
-_IMPLEMENTATIONS = ("auto", "kernel", "torch")
+_IMPLEMENTATIONS = ("auto", "kernel", "torch", "triton")
 #: The torch-operations path also takes bfloat16.
 _TORCH_DTYPES = (*NUMPY_OF, torch.bfloat16)
 #: How this API spells (lr, beta1, beta2, eps) in messages (see check_optimizer_hyper).
@@ -127,12 +141,14 @@ def _param_label(group_index: int, param_index: int, param: torch.Tensor) -> str
     )
 
 
-def _uses_kernel(implementation: str, param: torch.Tensor) -> bool:
-    if implementation == "torch":
-        return False
-    if implementation == "kernel":
-        return True
-    return param.device.type == "cpu"
+def _path(implementation: str, param: torch.Tensor) -> str:
+    """The implementation that updates ``param``: "kernel", "torch" or "triton" ("auto": the
+    kernel on CPU, Triton on CUDA when it is installed, torch operations otherwise)."""
+    if implementation != "auto":
+        return implementation
+    if param.device.type == "cpu":
+        return "kernel"
+    return "triton" if param.device.type == "cuda" and triton_available() else "torch"
 
 
 def _check_param(
@@ -141,13 +157,22 @@ def _check_param(
     param: torch.Tensor,
     implementation: str,
     label: Any = None,
-) -> bool:
-    """Check that ``param`` can be updated; returns True for the kernel path. ``label``: how
+    capturable: bool = False,
+) -> str:
+    """Check that ``param`` can be updated; returns its path (:func:`_path`). ``label``: how
     messages name it (default: its :class:`_Where`)."""
-    kernel = _uses_kernel(implementation, param)
+    path = _path(implementation, param)
     if label is None:
         label = _Where(group_index, param_index, param)  # formatted only for an error
-    if kernel:
+    if capturable and path != "triton":
+        raise ValueError(
+            f"{label}: capturable=True needs the Triton kernel (implementation='triton', or "
+            f"'auto' with CUDA tensors and Triton installed); this parameter takes the {path!r} "
+            "path"
+        )
+    if path == "triton":
+        check_triton_param(label, param)
+    elif path == "kernel":
         if param.device.type != "cpu":
             raise TypeError(
                 f"{label}: implementation='kernel' needs CPU tensors; use implementation='auto' "
@@ -167,7 +192,7 @@ def _check_param(
             raise TypeError(f"{label}: expected dtype {STATE_DTYPES_TEXT}")
     elif param.dtype not in _TORCH_DTYPES:
         raise TypeError(f"{label}: expected dtype bfloat16, {STATE_DTYPES_TEXT}")
-    return kernel
+    return path
 
 
 # --------------------------------------------------------------------------- the optimizer
@@ -179,7 +204,7 @@ class AMSGradV2(torch.optim.Optimizer):
     Args:
       params: an iterable of tensors, of ``(name, tensor)`` pairs, or of parameter-group dicts
         (each may set its own ``lr``, ``betas``, ``eps``, ``weight_decay``, ``loss_scale``,
-        ``maximize``, ``implementation``; other keys are refused).
+        ``grad_centralization``, ``maximize``, ``implementation``; other keys are refused).
       lr: learning rate, >= 0 (a number, or a one-element tensor read with ``.item()``), or a
         list of per-step values (MindSpore's ``learning_rate=[...]``).
       betas: ``(beta1, beta2)``, each in [0, 1).
@@ -188,11 +213,15 @@ class AMSGradV2(torch.optim.Optimizer):
       weight_decay: MindSpore's coupled decay, ``grad = param * float32(wd * loss_scale) +
         grad`` in the parameter's dtype (on a new tensor), >= 0.
       loss_scale: after the decay, ``grad = grad * float32(1 / loss_scale)``, > 0.
+      grad_centralization: MindSpore's group option, between the decay and the loss scale:
+        gradients of rank >= 2 whose ``shape[1]`` is a multiple of 16 lose their mean over every
+        axis but the first (:func:`~amsgrad.adapters.torch_support.centralized`).
       maximize, foreach, fused, capturable, differentiable: as ``torch.optim.Adam``'s, for the
         values honoured (``maximize`` negates the gradient first; ``foreach``/``fused`` None or
-        True; ``capturable``/``differentiable`` False).
-      implementation: ``"auto"`` (kernel on CPU, torch operations elsewhere), ``"kernel"`` or
-        ``"torch"`` (see the module docstring).
+        True; ``capturable`` True on the Triton path only; ``differentiable`` False).
+      implementation: ``"auto"`` (kernel on CPU, Triton on CUDA when installed, torch
+        operations elsewhere), ``"kernel"``, ``"torch"`` or ``"triton"`` (see the module
+        docstring).
 
     Per update and parameter (T is the parameter's dtype, every operation rounded to T)::
 
@@ -218,6 +247,7 @@ class AMSGradV2(torch.optim.Optimizer):
         weight_decay: float = 0.0,
         *,
         loss_scale: float = 1.0,
+        grad_centralization: bool = False,
         maximize: bool = False,
         foreach: bool | None = None,
         fused: bool | None = None,
@@ -233,6 +263,7 @@ class AMSGradV2(torch.optim.Optimizer):
             "eps": eps,
             "weight_decay": weight_decay,
             "loss_scale": loss_scale,
+            "grad_centralization": grad_centralization,
             "maximize": maximize,
             "foreach": foreach,
             "fused": fused,
@@ -278,10 +309,18 @@ class AMSGradV2(torch.optim.Optimizer):
             group.setdefault("implementation", "auto")
             group.setdefault("weight_decay", 0.0)
             group.setdefault("loss_scale", 1.0)
+            group.setdefault("grad_centralization", False)
             for name, value in (("maximize", False), ("foreach", None), ("fused", None)):
                 group.setdefault(name, value)
             group.setdefault("capturable", False)
             group.setdefault("differentiable", False)
+
+    def state_dict(self) -> dict[str, Any]:
+        """torch's state dict, with beta powers kept on the device (``capturable=True``) as
+        Python floats (``load_state_dict`` would cast tensors to the parameter's dtype)."""
+        state_dict = super().state_dict()
+        state_dict["state"] = {key: powers_as_floats(s) for key, s in state_dict["state"].items()}
+        return state_dict
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load a state dict, after checking that every parameter's state is AMSGradV2's.
@@ -351,17 +390,19 @@ class AMSGradV2(torch.optim.Optimizer):
             _check_group_hyper(self.param_groups[group_index], members[0][0], dtype, lr)
         if len(buckets) > 1:
             check_memory(
-                [member for key, members in buckets.items() if key[1] for member in members],
+                [m for key, members in buckets.items() if key[1] == "kernel" for m in members],
                 states,
             )
 
         # 3. Update, bucket by bucket; then store the new states and count the step.
-        for (group_index, kernel, *_, lr), members in buckets.items():
+        for (group_index, path, *_, lr), members in buckets.items():
             group = self.param_groups[group_index]
             params = [param for _, param in members]
             beta1_power, beta2_power = powers[params[0]]
-            if kernel:
+            if path == "kernel":
                 self._kernel_update(group, params, states, beta1_power, beta2_power, lr)
+            elif path == "triton":
+                self._triton_update(group, params, states, powers, lr)
             else:
                 self._torch_update(group, params, states, beta1_power, beta2_power, lr)
         for param, state in fresh.items():
@@ -369,6 +410,9 @@ class AMSGradV2(torch.optim.Optimizer):
         for param, (beta1_power, beta2_power) in powers.items():
             state = states[param]
             state["step"] += 1
+            if isinstance(beta1_power, torch.Tensor):  # capturable: advanced on the device
+                state["beta1_power"], state["beta2_power"] = beta1_power, beta2_power
+                continue
             state["beta1_power"] = float(beta1_power)
             state["beta2_power"] = float(beta2_power)
         self._fast_plans = torch_fast.record(self, buckets)
@@ -396,9 +440,15 @@ class AMSGradV2(torch.optim.Optimizer):
                         f"of layout {grad.layout}; use dense gradients (e.g. "
                         "nn.Embedding(sparse=False))"
                     )
-                kernel = _check_param(
-                    group_index, param_index, param, group["implementation"], where
+                path = _check_param(
+                    group_index,
+                    param_index,
+                    param,
+                    group["implementation"],
+                    where,
+                    group["capturable"],
                 )
+                kernel = path == "kernel"
                 if kernel and (param.is_neg() or param.is_conj()):
                     raise ValueError(
                         f"{where}: the parameter is a negated or conjugated view, which the "
@@ -407,19 +457,25 @@ class AMSGradV2(torch.optim.Optimizer):
                 _check_grad(where, param, grad, kernel)
                 state = self.state.get(param)
                 if state:
-                    if not state_ok(param, state):
+                    if not state_ok(param, state, group["capturable"]):
                         check_state(where, param, state, loaded=False)
                     if not kernel:  # the kernel checks memory overlap itself
                         check_distinct(where, param, state)
                 else:
                     state = fresh[param] = new_state(param)
                 states[param] = state
+                if group["capturable"]:  # the device's tensors, advanced by _triton_update
+                    powers[param] = device_powers(state, param.device)
+                    key: tuple[Any, ...] = (group_index, path, param.device, param.dtype, None)
+                    key += (None, lr_at(group["lr"], state["step"], where))
+                    buckets.setdefault(key, []).append((where, param))
+                    continue
                 beta1_power = _float32(state["beta1_power"]) * beta1
                 beta2_power = _float32(state["beta2_power"]) * beta2
                 powers[param] = (beta1_power, beta2_power)
                 key = (
                     group_index,
-                    kernel,
+                    path,
                     param.device,
                     param.dtype,
                     float(beta1_power),
@@ -459,6 +515,18 @@ class AMSGradV2(torch.optim.Optimizer):
         # The memory was written behind autograd's back: tell it, as an in-place op would (a
         # detached view shares its base's version counter).
         torch.autograd.graph.increment_version([local(param).detach() for param in params])
+
+    def _triton_update(
+        self,
+        group: dict[str, Any],
+        params: list[torch.Tensor],
+        states: dict[torch.Tensor, dict[str, Any]],
+        powers: dict[torch.Tensor, tuple[Any, Any]],
+        lr: Any,
+    ) -> None:
+        """The fused Triton kernel on CUDA tensors (CPU tensors under ``TRITON_INTERPRET=1``);
+        capturable: lr and the beta powers stay on the device."""
+        triton_update(group, params, states, powers, lr, _scalar)
 
     def _torch_update(
         self,
@@ -593,6 +661,9 @@ def _check_group_hyper(group: dict[str, Any], where: Any, dtype: torch.dtype, lr
     """The group's hyper-parameters, converted as the update converts them: values of a type
     the operator refuses, and values that round to a degenerate update in ``dtype``."""
     beta1, beta2 = group["betas"]
+    if group["capturable"] and isinstance(lr, torch.Tensor):
+        check_device_lr(where, lr, where.param.device)  # read by the kernel, not here
+        lr = 0.0
     given = (lr, beta1, beta2, group["eps"])
     if all(type(value) in (float, int) for value in given):
         try:  # plain numbers: once per set of values (a tensor lr may change in place)

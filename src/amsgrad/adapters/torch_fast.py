@@ -59,6 +59,7 @@ def _settings(group: dict[str, Any]) -> tuple[Any, ...]:
         group.get("weight_decay"),
         group.get("loss_scale"),
         group.get("maximize"),
+        group.get("grad_centralization"),
     )
 
 
@@ -102,8 +103,11 @@ class GroupPlan:
         self.params = params
         self.skipped = [param for param in self.all_params if id(param) not in chosen]
         self.settings = _settings(group)
-        self.transform = bool(group.get("maximize")) or (
-            float(group.get("weight_decay", 0.0)) > 0 or float(group.get("loss_scale", 1.0)) != 1
+        self.transform = (
+            bool(group.get("maximize"))
+            or bool(group.get("grad_centralization"))
+            or float(group.get("weight_decay", 0.0)) > 0
+            or float(group.get("loss_scale", 1.0)) != 1
         )
         self.state_map = state_map
         self.states = states
@@ -135,15 +139,15 @@ def record(
     optimizer: Any, buckets: dict[tuple[Any, ...], list[tuple[Any, torch.Tensor]]]
 ) -> dict[int, GroupPlan | None]:
     """Plans for the groups of a full step that just ran (``buckets``: its buckets, keyed by
-    ``(group index, kernel, device, dtype, beta1_power, beta2_power, lr)``). A group gets a
+    ``(group index, path, device, dtype, beta1_power, beta2_power, lr)``). A group gets a
     plan when its parameters with gradients formed one kernel bucket of plain, C-contiguous
     CPU tensors with C-contiguous state; a group without gradients gets None (nothing to do
     while that lasts). Returns {} when some group cannot be planned."""
     plans: dict[int, GroupPlan | None] = {}
     by_group: dict[int, list[torch.Tensor]] = {}
     for key, members in buckets.items():
-        group_index, kernel = key[0], key[1]
-        if not kernel or group_index in by_group:
+        group_index, path = key[0], key[1]
+        if path != "kernel" or group_index in by_group:
             return {}
         by_group[group_index] = [param for _, param in members]
     for group_index, group in enumerate(optimizer.param_groups):

@@ -4,6 +4,8 @@ CPU for float16, float32 and float64)."""
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 from typing import Any
 
 import numpy as np
@@ -93,14 +95,19 @@ def state_problems(param: torch.Tensor, state: Any, loaded: bool) -> list[str]:
     return problems
 
 
-def state_ok(param: torch.Tensor, state: dict[str, Any]) -> bool:
-    """The common case of :func:`state_problems`, quickly: the state as step() leaves it."""
+def state_ok(param: torch.Tensor, state: dict[str, Any], capturable: bool = False) -> bool:
+    """The common case of :func:`state_problems`, quickly: the state as step() leaves it.
+    ``capturable``: the beta powers are one-element float32 tensors on the parameter's device
+    (their values are not read: that would wait for the device)."""
     step = state.get("step")
     if type(step) is not int or step < 0:
         return False
     for name in ("beta1_power", "beta2_power"):
         power = state.get(name)
-        if type(power) is not float or not 0 <= power <= 1:
+        if capturable:
+            if not is_device_power(power, param.device):
+                return False
+        elif type(power) is not float or not 0 <= power <= 1:
             return False
     shape, dtype, device = param.shape, param.dtype, param.device
     kind = torch.Tensor if type(param) is torch.nn.Parameter else type(param.data)
@@ -114,6 +121,23 @@ def state_ok(param: torch.Tensor, state: dict[str, Any]) -> bool:
         ):
             return False
     return True
+
+
+def is_device_power(power: Any, device: torch.device) -> bool:
+    """A beta power as the capturable mode keeps it: a one-element float32 tensor on
+    ``device``."""
+    return (
+        isinstance(power, torch.Tensor)
+        and power.dtype == torch.float32
+        and power.numel() == 1
+        and power.device == device
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def triton_available() -> bool:
+    """Whether Triton can be imported (looked up once, without importing it)."""
+    return importlib.util.find_spec("triton") is not None
 
 
 def check_state(where: Any, param: torch.Tensor, state: Any, loaded: bool) -> None:
@@ -378,6 +402,147 @@ def torch_update(
     param.sub_(step)  # param - (lr_t * m) / (sqrt(vhat) + eps)
 
 
+# ---------------------------------------------------------------- the Triton path's helpers
+
+
+def check_triton_param(where: Any, param: torch.Tensor) -> None:
+    """A parameter that the Triton kernel can update: float16, float32 or float64, on a CUDA
+    device (on the CPU under Triton's interpreter, ``TRITON_INTERPRET=1``)."""
+    if not triton_available():
+        raise ImportError(
+            f"{where}: implementation='triton' needs Triton (pip install amsgrad[gpu]); use "
+            "implementation='auto' to fall back to torch operations"
+        )
+    from amsgrad.adapters.triton import interpreting
+
+    if param.dtype not in NUMPY_OF:
+        raise TypeError(
+            f"{where}: implementation='triton' takes float16, float32 or float64 (MindSpore's "
+            f"ApplyAdamWithAmsgradV2 has no {param.dtype}); implementation='torch' updates "
+            "bfloat16 tensors with torch operations"
+        )
+    device = local(param).device.type
+    if interpreting() and device != "cpu":
+        raise TypeError(
+            f"{where}: with TRITON_INTERPRET=1, implementation='triton' runs Triton's "
+            "interpreter on the host and needs CPU tensors"
+        )
+    if not interpreting() and device != "cuda":
+        raise TypeError(
+            f"{where}: implementation='triton' needs CUDA tensors (CPU tensors: implementation="
+            "'kernel', or Triton's interpreter with TRITON_INTERPRET=1)"
+        )
+
+
+def check_device_lr(where: Any, lr: torch.Tensor, device: torch.device) -> None:
+    """A tensor lr in capturable mode: one float32 element on the parameters' device, read by
+    the kernel (its value is not checked: reading it would wait for the device)."""
+    if not is_device_power(lr, device):
+        raise TypeError(
+            f"{where}: with capturable=True a tensor lr must hold one float32 element on the "
+            f"parameters' device {device} (the kernel reads it there), got dtype {lr.dtype} "
+            f"with {lr.numel()} elements on {lr.device}"
+        )
+
+
+def device_powers(state: dict[str, Any], device: torch.device) -> tuple[Any, Any]:
+    """The state's beta powers as one-element float32 tensors on ``device`` (capturable mode):
+    the state's own when they already are, else new ones holding their float32 values."""
+    pair = []
+    for name in ("beta1_power", "beta2_power"):
+        power = state[name]
+        if not is_device_power(power, device):
+            number = as_tensor_number(power)
+            power = torch.tensor(np.float32(number), dtype=torch.float32).to(device)
+        pair.append(power)
+    return pair[0], pair[1]
+
+
+def powers_as_floats(state: Any) -> Any:
+    """A state with its beta powers as Python floats (a copy when they were tensors)."""
+    if not isinstance(state, dict) or not any(
+        isinstance(state.get(name), torch.Tensor) for name in ("beta1_power", "beta2_power")
+    ):
+        return state
+    copy = dict(state)
+    for name in ("beta1_power", "beta2_power"):
+        if isinstance(copy.get(name), torch.Tensor):
+            copy[name] = float(copy[name].detach().reshape(()).item())
+    return copy
+
+
+def triton_update(
+    group: dict[str, Any],
+    params: list[torch.Tensor],
+    states: dict[torch.Tensor, dict[str, Any]],
+    powers: dict[torch.Tensor, tuple[Any, Any]],
+    lr: Any,
+    scalar: Any,
+) -> None:
+    """One bucket on the Triton kernel (:mod:`amsgrad.adapters.triton`). Non-contiguous
+    tensors are updated through contiguous copies, copied back. ``scalar`` reads a
+    hyper-parameter given as a tensor. Capturable: the beta powers (one-element float32
+    tensors on the device) are multiplied by the betas in place, then the kernel reads them."""
+    from amsgrad.adapters import triton as kernel
+
+    dtype, device = params[0].dtype, params[0].device
+    lists: list[list[torch.Tensor]] = [[], [], [], [], []]
+    copies = []
+    for param in params:
+        state = states[param]
+        grad = mindspore_grad(local(param), local(grad_of(param)), group)
+        if grad.is_neg():
+            grad = grad.resolve_neg()
+        lists[4].append(grad.to(dtype).contiguous())
+        for index, tensor in enumerate((local(param), *(local(state[n]) for n in MOMENTS))):
+            tensor = tensor.detach()
+            if not tensor.is_contiguous():
+                copies.append((tensor, tensor.contiguous()))
+                tensor = copies[-1][1]
+            lists[index].append(tensor)
+    beta1, beta2 = (scalar(beta) for beta in group["betas"])
+    eps = scalar(group["eps"])
+    if not group["capturable"]:
+        beta1_power, beta2_power = powers[params[0]]
+        kernel.apply_many(
+            lists[0],
+            lists[1],
+            lists[2],
+            lists[3],
+            lists[4],
+            beta1_power,
+            beta2_power,
+            scalar(lr),
+            beta1,
+            beta2,
+            eps,
+        )
+    else:
+        kernel.check_many(lists[0], lists[1], lists[2], lists[3], lists[4])
+        firsts = [powers[param][0] for param in params]
+        seconds = [powers[param][1] for param in params]
+        for tensors, beta in ((firsts, beta1), (seconds, beta2)):
+            for power in {id(t): t for t in tensors}.values():
+                power.mul_(float(np.float32(beta)))
+        if not isinstance(lr, torch.Tensor):
+            lr = kernel.float32_on(scalar(lr), device)
+        kernel.apply_many_capturable(
+            lists[0],
+            lists[1],
+            lists[2],
+            lists[3],
+            lists[4],
+            firsts,
+            seconds,
+            lr,
+            beta1,
+            beta2,
+            eps,
+        )
+    for target, copy in copies:
+        target.copy_(copy)
+
+
 # ---------------------------------------------------------------- MindSpore's training step
 
 
@@ -404,24 +569,44 @@ def _factor(value: float, like: torch.Tensor) -> torch.Tensor:
 def mindspore_grad(param: torch.Tensor, grad: torch.Tensor, group: dict[str, Any]) -> torch.Tensor:
     """The gradient as MindSpore's ``nn.Adam`` hands it to the operator, in a new tensor (the
     given one is never written): ``grad = param * float32(wd * ls) + grad`` when
-    ``wd * ls > 0``, then ``grad = grad * float32(1 / ls)`` when ``ls != 1``, each operation
-    rounded to the parameter's dtype; with ``maximize``, ``-grad`` first. Without any of
-    them: ``grad`` itself."""
+    ``wd * ls > 0``, then with ``grad_centralization`` :func:`centralized` (for gradients of
+    rank >= 2 whose ``shape[1]`` is a multiple of 16), then ``grad = grad * float32(1 / ls)``
+    when ``ls != 1``, each operation rounded to the parameter's dtype; with ``maximize``,
+    ``-grad`` first. Without any of them: ``grad`` itself."""
     weight_decay = float(group.get("weight_decay", 0.0))
     loss_scale = float(group.get("loss_scale", 1.0))
     decay = weight_decay * loss_scale
+    centralize = bool(group.get("grad_centralization")) and centralizes(grad.shape)
     if group.get("maximize"):
         grad = torch.neg(grad)  # first, as torch.optim.Adam(maximize=True): a new tensor
-    if decay <= 0 and loss_scale == 1.0:
+    if decay <= 0 and loss_scale == 1.0 and not centralize:
         return grad
     if grad.is_neg():
         grad = grad.resolve_neg()
     grad = grad.to(param.dtype)
     if decay > 0:
         grad = torch.mul(param.detach(), _factor(decay, param)).add_(grad)
+    if centralize:
+        grad = centralized(grad)
     if loss_scale != 1.0:
         grad = torch.mul(grad, _factor(1.0 / loss_scale, param))
     return grad
+
+
+def centralizes(shape: Any) -> bool:
+    """Whether MindSpore's gradient centralization changes a gradient of this shape: rank >= 2
+    and ``shape[1]`` a multiple of 16 (others pass unchanged)."""
+    return len(shape) >= 2 and shape[1] % 16 == 0
+
+
+def centralized(grad: torch.Tensor) -> torch.Tensor:
+    """MindSpore's ``Centralization`` (``y = x - mean(x)`` over every axis but the first, the
+    mean kept per row), in a new tensor of ``grad``'s dtype. MindSpore has this kernel on
+    Ascend only (its CPU backend raises), so its rounding is not known; here the mean is taken
+    in float64 and rounded once to the dtype, and the subtraction rounds in the dtype."""
+    axes = tuple(range(1, grad.ndim))
+    mean = grad.to(torch.float64).mean(dim=axes, keepdim=True).to(grad.dtype)
+    return torch.sub(grad, mean)
 
 
 def mindspore_param_groups(named_parameters: Any, weight_decay: float) -> list[dict[str, Any]]:
@@ -447,6 +632,7 @@ GROUP_KEYS = (
     "eps",
     "weight_decay",
     "loss_scale",
+    "grad_centralization",
     "maximize",
     "foreach",
     "fused",
@@ -457,6 +643,7 @@ GROUP_KEYS = (
 #: torch.optim.Adam's flags: the values honoured, and what to use instead of the others.
 _FLAGS = {
     "maximize": ((False, True), "a bool"),
+    "grad_centralization": ((False, True), "a bool"),
     "foreach": (
         (None, True),
         "None or True: the update always runs on all tensors of a bucket at once (choose the "
@@ -467,7 +654,10 @@ _FLAGS = {
         "None or True: the kernel is fused (choose the arithmetic with "
         "implementation='kernel' or 'torch')",
     ),
-    "capturable": ((False,), "False: CUDA graph capture is not supported"),
+    "capturable": (
+        (False, True),
+        "a bool (True: lr and the beta powers stay on the device, implementation='triton')",
+    ),
     "differentiable": ((False,), "False: the update runs under torch.no_grad()"),
 }
 
