@@ -166,3 +166,15 @@ def test_sizes_parse(text: str, sizes: list[int]) -> None:
 def test_bad_arguments_exit(argv: list[str], tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         bench.main([*argv, "--out", str(tmp_path)])
+
+
+def test_jax_step_scenario_reports_step_and_compile_medians() -> None:
+    pytest.importorskip("jax")
+    pytest.importorskip("optax")
+    (result,) = bench_scenarios.run(["jax-step"], repeat=2, min_time=0.001)
+    assert "error" not in result, result.get("error")
+    labels = {"amsgrad.optax.amsgrad_v2", "optax.amsgrad"}
+    assert set(result["seconds"]) == set(result["compile"]) == labels
+    assert all(value > 0 for value in (*result["seconds"].values(), *result["compile"].values()))
+    statuses = [g["status"] for g in bench_scenarios.goals([result]) if "optax" in g["target"]]
+    assert len(statuses) == 2 and set(statuses) <= {"met", "not met"}

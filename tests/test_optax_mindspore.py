@@ -1,10 +1,11 @@
 """amsgrad.optax.load_mindspore / save_mindspore against MindSpore's checkpoints, bit for bit.
 
-The runs of tests/golden/replay/resume/ without weight decay or loss scale (which amsgrad_v2
-leaves to other transformations): the parameters and AmsgradV2State loaded from each file
-continue, with the recorded gradients, equal to MindSpore's run at every step (the per-step lr
-list only if ``count`` is MindSpore's global_step); and amsgrad_v2 run from the start saves the
-tensors of the file MindSpore continued from (generate_resume.py).
+The runs of tests/golden/replay/resume/ without weight decay or loss scale (those with them are
+resumed in test_optax_replay.py, with amsgrad_v2's weight_decay and loss_scale): the parameters
+and AmsgradV2State loaded from each file continue, with the recorded gradients, equal to
+MindSpore's run at every step (the per-step lr list only if ``count`` is MindSpore's
+global_step); and amsgrad_v2 run from the start saves the tensors of the file MindSpore
+continued from (generate_resume.py).
 """
 
 from __future__ import annotations

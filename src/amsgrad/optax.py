@@ -6,7 +6,13 @@ The public entry of :mod:`amsgrad.adapters.optax` and :mod:`amsgrad.adapters.opt
 ``import amsgrad.optax`` imports JAX and Optax; ``import amsgrad`` does not.
 """
 
-from amsgrad.adapters.optax import AmsgradV2State, amsgrad_v2
+from amsgrad.adapters.optax import AmsgradV2State, amsgrad_v2, mindspore_decay_mask
 from amsgrad.adapters.optax_mindspore import load_mindspore, save_mindspore
 
-__all__ = ["AmsgradV2State", "amsgrad_v2", "load_mindspore", "save_mindspore"]
+__all__ = [
+    "AmsgradV2State",
+    "amsgrad_v2",
+    "load_mindspore",
+    "mindspore_decay_mask",
+    "save_mindspore",
+]

@@ -17,14 +17,28 @@ Exactness. XLA's CPU (and GPU) code generator contracts a multiplication that fe
 into one fused multiply-add (FMA), which skips the rounding of the product: with plain ``jnp``
 operations about 30 % of the float32 and float64 ``m`` values differ by one ULP from MindSpore's
 kernel. Each product that feeds an addition or subtraction therefore goes through
-:func:`_rounded`, a select (``where(p != p, p + p, p)``) that is the identity on every value,
-NaN included, but that stands between the multiplication and the addition, so that no FMA can be
-formed. Every input goes through it too: inside a larger jitted program an input may itself be
-a product (``beta1_power * beta1`` in the Optax state) that XLA would fuse into ``1 - beta1_power``.
+:func:`rounded`, a select (``where(p != p, nan, p)``) that is the identity on every number
+(a NaN stays a NaN, with the sign and payload of the quiet NaN constant: like the test suite,
+which counts any NaN equal to any NaN, nothing here promises NaN bits), but that stands between
+the multiplication and the addition, so that no FMA can be formed. Every input goes through it
+too: inside a larger jitted program an input may itself be a product (``beta1_power * beta1`` in
+the Optax state, a gradient ``2 * error``) that XLA would fuse into our first subtraction.
 With it, the results equal the NumPy path (:func:`amsgrad.apply_adam_with_amsgrad_v2`) bit for
 bit on XLA:CPU for float16, float32 and float64 (float64 needs ``jax_enable_x64``); the test suite
 holds this. float16 is computed as XLA computes it: each operation rounded to half, which is the
-SPEC's rule. No XLA flag is needed or set.
+SPEC's rule. No XLA flag is needed or set (XLA's flags are process-wide: not an option for a
+library).
+
+What the barrier costs, and the cheaper ones tried (jaxlib 0.10.2, a jitted Optax step on a
+4-layer 512x512 float32 MLP, ``docs/frameworks.md`` has the figures): the earlier select
+``where(p != p, p + p, p)`` made the step about 15 % slower than without any barrier; this one
+(a comparison and a blend, no addition) costs about as much as the measurement's noise.
+``jax.lax.reduce_precision`` to the dtype's own precision, ``optimization_barrier`` (on the
+product, or on a factor of one it is multiplied by), a bitcast round trip through an integer
+and ``maximum(p, -inf)`` all leave FMAs in the result (XLA removes or looks through them). An
+addition of a ``-0.0`` that XLA cannot prove constant (derived from the Optax state's count)
+also works (an FMA with a zero addend rounds the product), at about the same cost, but needs a
+run-time value that the pure function does not have.
 
 Subnormals: XLA:CPU runs with flush-to-zero and denormals-are-zero (hard-wired in its runtime).
 Where an input, an intermediate or a result of float32/float64 arithmetic is subnormal, XLA uses
@@ -66,15 +80,15 @@ __all__ = ["apply_adam_with_amsgrad_v2"]
 # --------------------------------------------------------------------------- arithmetic
 
 
-def _rounded(product: jax.Array) -> jax.Array:
+def rounded(product: jax.Array) -> jax.Array:
     """The product itself, rounded to its dtype, kept out of any fused multiply-add.
 
-    ``p != p`` is true only for NaN, and ``p + p`` is then the same NaN, so the select is the
-    identity on every value; but a select between a multiplication and an addition is not a
-    pattern that XLA or LLVM contract into an FMA, so the product is rounded as the SPEC says.
-    (``jax.lax.reduce_precision`` and ``optimization_barrier`` do not do this: XLA removes them.)
+    ``p != p`` is true only for NaN, and the select then gives a NaN, so it is the identity on
+    every number; but a select between a multiplication and an addition is not a pattern that
+    XLA or LLVM contract into an FMA, so the product is rounded as the SPEC says. (See the
+    module docstring for the barriers that do not work: XLA removes or looks through them.)
     """
-    return jnp.where(product != product, product + product, product)
+    return jnp.where(product != product, jnp.asarray(jnp.nan, product.dtype), product)
 
 
 def _sqrt64(x: jax.Array) -> jax.Array:
@@ -103,19 +117,19 @@ def moments(
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """``(step, m, v, vhat)`` with ``var_new = var - step``; all inputs of one dtype T.
 
-    Every input also goes through :func:`_rounded`: inside a larger jitted computation an input
+    Every input also goes through :func:`rounded`: inside a larger jitted computation an input
     may be a product computed by the caller (a beta power ``beta1_power * beta1``, a gradient
     ``2 * error``) that XLA would otherwise fuse into our first subtraction as an FMA.
     """
-    m, v, vhat, grad = (_rounded(x) for x in (m, v, vhat, grad))
+    m, v, vhat, grad = (rounded(x) for x in (m, v, vhat, grad))
     beta1_power, beta2_power, lr, beta1, beta2, epsilon = (
-        _rounded(x) for x in (beta1_power, beta2_power, lr, beta1, beta2, epsilon)
+        rounded(x) for x in (beta1_power, beta2_power, lr, beta1, beta2, epsilon)
     )
     dtype = m.dtype
     one = jnp.ones((), dtype)
     lr_t = (lr * _sqrt64(one - beta2_power)) / (one - beta1_power)
-    m_new = m + _rounded((grad - m) * (one - beta1))
-    v_new = v + _rounded((_rounded(grad * grad) - v) * (one - beta2))
+    m_new = m + rounded((grad - m) * (one - beta1))
+    v_new = v + rounded((rounded(grad * grad) - v) * (one - beta2))
     # A NaN in v keeps the old vhat (the comparison is false); a NaN in vhat stays.
     vhat_new = jnp.where(vhat < v_new, v_new, vhat)
     step = (lr_t * m_new) / (_sqrt64(vhat_new) + epsilon)
@@ -151,10 +165,30 @@ def _state_meta(name: str, array: Any) -> tuple[np.dtype, tuple[int, ...]]:
     return _meta(array)
 
 
+def x64_enabled() -> bool:
+    """Whether JAX computes in 64 bits here (``jax_enable_x64``, globally or in a context)."""
+    return bool(jax.dtypes.canonicalize_dtype(np.float64) == np.float64)
+
+
+def check_x64(name: str, dtype: np.dtype) -> None:
+    """Refuse a 64-bit (float64 or complex128) ``name`` when JAX would compute it in 32 bits.
+
+    Without ``jax_enable_x64`` JAX converts a NumPy float64 array to float32 on entry, so the
+    update would silently be the float32 one; a TypeError naming the argument says so instead.
+    """
+    if np.dtype(dtype) in (np.dtype(np.float64), np.dtype(np.complex128)) and not x64_enabled():
+        raise TypeError(
+            f"{name}: an array of dtype {np.dtype(dtype)} needs jax_enable_x64 (JAX would "
+            "compute it in 32 bits); call jax.config.update('jax_enable_x64', True) first, or "
+            "pass 32-bit arrays"
+        )
+
+
 def _check_states(states: tuple[Any, ...]) -> tuple[np.dtype, tuple[int, ...]]:
     """var, m, v, vhat: arrays of one state dtype and one shape; returns (T, var's shape)."""
     dtype, shape = _state_meta("var", states[0])
     check_state_meta("var", dtype, shape)
+    check_x64("var", dtype)
     for name, array in zip(STATE_NAMES[1:], states[1:], strict=True):
         check_state_meta(name, *_state_meta(name, array), dtype, shape)
     return dtype, shape
@@ -217,4 +251,4 @@ def apply_adam_with_amsgrad_v2(
     grad_t = _grad(grad, dtype, shape)
     var, m, v, vhat = (jnp.asarray(array) for array in (var, m, v, vhat))
     step, m_new, v_new, vhat_new = moments(m, v, vhat, grad_t, *hyper)
-    return _rounded(var) - step, m_new, v_new, vhat_new
+    return rounded(var) - step, m_new, v_new, vhat_new

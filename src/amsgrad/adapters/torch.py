@@ -73,7 +73,6 @@ from amsgrad.adapters.torch_mindspore import load_mindspore_state, save_mindspor
 from amsgrad.adapters.torch_support import (
     NUMPY_OF,
     as_tensor_number,
-    check_decay,
     check_device_lr,
     check_distinct,
     check_group_keys,
@@ -101,7 +100,7 @@ from amsgrad.core.contract import (
 )
 from amsgrad.core.dtypes import STATE_DTYPES_TEXT
 from amsgrad.core.functional import apply_adam_with_amsgrad_v2_many
-from amsgrad.core.optimizers import check_hyper_in_dtype, check_optimizer_hyper
+from amsgrad.core.optimizers import check_decay, check_hyper_in_dtype, check_optimizer_hyper
 
 __all__ = ["AMSGradV2", "mindspore_param_groups"]
 

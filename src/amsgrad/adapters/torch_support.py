@@ -546,23 +546,6 @@ def triton_update(
 # ---------------------------------------------------------------- MindSpore's training step
 
 
-def check_decay(where: str, weight_decay: Any, loss_scale: Any) -> None:
-    """``weight_decay`` a finite number >= 0 and ``loss_scale`` a finite number > 0 (plain
-    numbers: MindSpore builds its float32 factors from them once)."""
-    checks = (("weight_decay", weight_decay, True), ("loss_scale", loss_scale, False))
-    for name, value, low_ok in checks:
-        number = as_number(value)
-        if (
-            isinstance(value, bool)
-            or number is None
-            or not np.isfinite(number)
-            or number < 0
-            or (number == 0 and not low_ok)
-        ):
-            bound = ">= 0" if low_ok else "> 0"
-            raise ValueError(f"{where}{name}: expected a finite number {bound}, got {value!r}")
-
-
 def lr_at(lr: Any, step: Any, where: Any) -> Any:
     """The learning rate of the step after ``step`` steps: ``lr`` itself, or ``lr[step]`` for a
     list of per-step values (MindSpore's ``learning_rate=[...]``, read at ``global_step``)."""

@@ -17,7 +17,7 @@ import numpy as np
 from amsgrad.core.contract import OPTIMIZER_NAMES, refused_scalar_error, scalar_to_dtype
 from amsgrad.core.dtypes import NP_SCALAR_TYPES
 
-__all__ = ["as_number", "check_hyper_in_dtype", "check_optimizer_hyper"]
+__all__ = ["as_number", "check_decay", "check_hyper_in_dtype", "check_optimizer_hyper"]
 
 
 def as_number(value: Any) -> float | None:
@@ -109,3 +109,20 @@ def check_hyper_in_dtype(
             f"where vhat is 0 (NaN at the first step for a zero gradient); {advice}, or pass "
             f"an eps that {dtype} can hold"
         )
+
+
+def check_decay(where: str, weight_decay: Any, loss_scale: Any) -> None:
+    """``weight_decay`` a finite number >= 0 and ``loss_scale`` a finite number > 0 (plain
+    numbers: MindSpore builds its float32 factors from them once)."""
+    checks = (("weight_decay", weight_decay, True), ("loss_scale", loss_scale, False))
+    for name, value, low_ok in checks:
+        number = as_number(value)
+        if (
+            isinstance(value, bool)
+            or number is None
+            or not np.isfinite(number)
+            or number < 0
+            or (number == 0 and not low_ok)
+        ):
+            bound = ">= 0" if low_ok else "> 0"
+            raise ValueError(f"{where}{name}: expected a finite number {bound}, got {value!r}")
