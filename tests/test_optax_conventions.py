@@ -409,3 +409,29 @@ def test_learning_rate_forms() -> None:
     for _ in range(3):
         constant, state = amsgrad_v2(0.003).update(grads, state)
     assert_trees_bits_equal(listed[2], constant)
+
+
+# --------------------------------------------------------------------------- grad centralization
+
+
+def test_grad_centralization_follows_mindspores_rule():
+    rng = np.random.default_rng(3)
+    params = {
+        "conv": jnp.asarray(rng.standard_normal((4, 16, 3)).astype(np.float32)),
+        "odd": jnp.asarray(rng.standard_normal((4, 15)).astype(np.float32)),
+        "bias": jnp.asarray(rng.standard_normal(16).astype(np.float32)),
+    }
+    grads = jax.tree.map(lambda p: p + 3.0, params)  # far from mean zero
+    centered = amsgrad_v2(1e-2, eps=1e-3, grad_centralization=True)
+    plain = amsgrad_v2(1e-2, eps=1e-3)
+    updates, _ = centered.update(grads, centered.init(params), params)
+    g = np.asarray(grads["conv"])
+    expected_grads = dict(grads, conv=jnp.asarray(g - g.mean(axis=(1, 2), keepdims=True)))
+    reference, _ = plain.update(expected_grads, plain.init(params), params)
+    for name in ("odd", "bias"):  # shapes MindSpore leaves alone: the plain update, bit for bit
+        np.testing.assert_array_equal(updates[name], reference[name])
+    np.testing.assert_allclose(updates["conv"], reference["conv"], rtol=1e-5, atol=1e-7)
+    uncentered, _ = plain.update(grads, plain.init(params), params)
+    assert not np.allclose(updates["conv"], uncentered["conv"], rtol=1e-3)
+    with pytest.raises(TypeError, match="grad_centralization: expected a bool"):
+        amsgrad_v2(1e-3, grad_centralization=1)

@@ -20,11 +20,15 @@ Each update is one call of ``mindspore.nn.Adam(use_amsgrad=True)`` (MindSpore 2.
    ``g = p * float32(weight_decay * loss_scale) + g`` (the product of the two Python floats
    rounded once to float32, then converted to the leaf's dtype; the multiply and the add each
    rounded in that dtype), on the still loss-scaled gradient;
-2. loss scale, when ``loss_scale != 1``: ``g = g * float32(1 / loss_scale)``;
-3. the learning rate of this update, read at ``count`` (before it is incremented) and rounded to
+2. with ``grad_centralization``, for leaves of rank >= 2 whose ``shape[1]`` is a multiple of
+   16: ``g = g - mean(g)`` over every axis but the first (MindSpore's ``Centralization``; its
+   kernel exists on Ascend only, so its rounding is ours: the mean in float64 where JAX has
+   float64, else float32, rounded once to the leaf's dtype);
+3. loss scale, when ``loss_scale != 1``: ``g = g * float32(1 / loss_scale)``;
+4. the learning rate of this update, read at ``count`` (before it is incremented) and rounded to
    float32: the constant, ``schedule(count)``, or ``learning_rate[count]`` of a per-step list;
-4. ``beta1_power = float32(beta1_power * float32(b1))`` (and beta2), before the update;
-5. the operator (see :mod:`amsgrad.adapters.jax`) with those float32 scalars converted to the
+5. ``beta1_power = float32(beta1_power * float32(b1))`` (and beta2), before the update;
+6. the operator (see :mod:`amsgrad.adapters.jax`) with those float32 scalars converted to the
    leaf's dtype. The transformation returns ``updates = -(lr_t * m) / (sqrt(vhat) + eps)``, so
    that ``optax.apply_updates`` computes ``var + (-step)``, bit-identical to ``var - step``.
 
@@ -63,11 +67,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from amsgrad.adapters.jax import check_x64, moments, rounded
+from amsgrad.adapters.jax import check_x64, moments, rounded, x64_enabled
 from amsgrad.core.contract import scalar_to_dtype
 from amsgrad.core.dtypes import STATE_DTYPES_TEXT, is_state_dtype
 from amsgrad.core.optimizers import (
     as_number,
+    centralizes,
     check_decay,
     check_hyper_in_dtype,
     check_optimizer_hyper,
@@ -258,6 +263,16 @@ def _unreal(y: jax.Array, dtype: np.dtype, kind: _Kind) -> jax.Array:
     return y.astype(dtype)
 
 
+def _centralized(g: jax.Array, dtype: np.dtype) -> jax.Array:
+    """``g - mean(g)`` over every axis but the first: the mean accumulated in float64 where JAX
+    has it (``jax_enable_x64``), else in float32, rounded once to ``dtype``; the subtraction
+    rounded in ``dtype``."""
+    wide = jnp.float64 if x64_enabled() else jnp.float32
+    axes = tuple(range(1, g.ndim))
+    mean = jnp.mean(g.astype(wide), axis=axes, keepdims=True).astype(dtype)
+    return rounded(g - mean)
+
+
 def _label(path: Any) -> str:
     return f"the leaf {jax.tree_util.keystr(path) or 'params'}"
 
@@ -326,6 +341,7 @@ def amsgrad_v2(
     weight_decay: Scalar | None = None,
     loss_scale: Scalar | None = None,
     mask: Any | Callable[[optax.Params], Any] | None = None,
+    grad_centralization: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
     """MindSpore's ``nn.Adam(use_amsgrad=True)`` (ApplyAdamWithAmsgradV2) for Optax.
 
@@ -346,6 +362,9 @@ def amsgrad_v2(
         structure (or a prefix of it), or a callable of the parameters returning one. None: every
         leaf. :func:`mindspore_decay_mask` is MindSpore's default filter (no ``beta``/``gamma``
         in the name). Ignored without weight decay.
+      grad_centralization: MindSpore's group option (a bool): after the decay, a gradient of
+        rank >= 2 whose ``shape[1]`` is a multiple of 16 loses its mean over every axis but the
+        first (see the module docstring for its rounding).
 
     Leaves: float16, float32, float64 (with ``jax_enable_x64``), and, as an extension,
     bfloat16 and complex (see the module docstring). Raises ValueError naming the argument for
@@ -356,6 +375,10 @@ def amsgrad_v2(
     """
     table = _lr_table(learning_rate)
     _check_hyper(learning_rate, b1, b2, eps, listed=table is not None)
+    if not isinstance(grad_centralization, bool):
+        raise TypeError(
+            f"amsgrad_v2: grad_centralization: expected a bool, got {grad_centralization!r}"
+        )
     check_decay(
         "",
         _as_checked(0.0 if weight_decay is None else weight_decay, 0.0),
@@ -456,6 +479,8 @@ def amsgrad_v2(
                 factor = jnp.asarray(wd32).astype(dtype)
                 decayed = rounded(rounded(_real(param, kind)) * factor) + rounded(g)
                 g = decayed if not _traced(wd32) else jnp.where(wd32 > 0, decayed, g)
+            if grad_centralization and centralizes(jnp.shape(g)):
+                g = _centralized(rounded(g), dtype)
             if scales:
                 # Rounded first: XLA may fold (x * c1) * c2 into x * (c1 * c2) for constants.
                 g = rounded(g) * jnp.asarray(reciprocal).astype(dtype)

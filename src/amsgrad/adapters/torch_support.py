@@ -19,7 +19,7 @@ from amsgrad.core.contract import (
     scalar_to_dtype,
 )
 from amsgrad.core.dtypes import F32, STATE_DTYPES
-from amsgrad.core.optimizers import as_number
+from amsgrad.core.optimizers import as_number, centralizes
 from amsgrad.core.overlap import OverlapUndecidedError, may_overlap_itself, undecided_error
 
 #: The kernel's dtypes (the core's state dtypes) as torch dtypes, with their NumPy dtypes.
@@ -591,12 +591,6 @@ def mindspore_grad(param: torch.Tensor, grad: torch.Tensor, group: dict[str, Any
     if loss_scale != 1.0:
         grad = torch.mul(grad, _factor(1.0 / loss_scale, param))
     return grad
-
-
-def centralizes(shape: Any) -> bool:
-    """Whether MindSpore's gradient centralization changes a gradient of this shape: rank >= 2
-    and ``shape[1]`` a multiple of 16 (others pass unchanged)."""
-    return len(shape) >= 2 and shape[1] % 16 == 0
 
 
 def centralized(grad: torch.Tensor) -> torch.Tensor:

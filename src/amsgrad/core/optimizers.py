@@ -17,7 +17,13 @@ import numpy as np
 from amsgrad.core.contract import OPTIMIZER_NAMES, refused_scalar_error, scalar_to_dtype
 from amsgrad.core.dtypes import NP_SCALAR_TYPES
 
-__all__ = ["as_number", "check_decay", "check_hyper_in_dtype", "check_optimizer_hyper"]
+__all__ = [
+    "as_number",
+    "centralizes",
+    "check_decay",
+    "check_hyper_in_dtype",
+    "check_optimizer_hyper",
+]
 
 
 def as_number(value: Any) -> float | None:
@@ -126,3 +132,10 @@ def check_decay(where: str, weight_decay: Any, loss_scale: Any) -> None:
         ):
             bound = ">= 0" if low_ok else "> 0"
             raise ValueError(f"{where}{name}: expected a finite number {bound}, got {value!r}")
+
+
+def centralizes(shape: Sequence[int]) -> bool:
+    """Whether MindSpore's gradient centralization (the ``grad_centralization`` group option)
+    changes a gradient of this shape: rank >= 2 and ``shape[1]`` a multiple of 16 (others pass
+    unchanged)."""
+    return len(shape) >= 2 and shape[1] % 16 == 0
