@@ -9,11 +9,12 @@ Both are plain C11 with the CPython API and the buffer protocol. The kernel also
 ndarrays through NumPy's C-API (``ndarray.c``) when NumPy 2 or later is importable at build time
 (``pyproject.toml`` asks for it): its headers then target the oldest NumPy the package supports.
 Without them the kernel is built on the buffer protocol alone (the same decisions, a little more
-time per array); NumPy is never needed to compile. Both are ``optional=True``: without a working C compiler the install still succeeds and the package
-runs on its NumPy path. Then the one-line reason is written to ``_native_build_error.txt`` next to
-where ``_native`` would be (in the build directory, so a wheel carries it), and
-``amsgrad.backend()`` reports it; a successful build removes a stale such file. Only the kernel
-writes it: a failed roofline build costs the benchmark one row, nothing else.
+time per array); NumPy is never needed to compile. Both are ``optional=True``: without a working C
+compiler the install still succeeds and the package runs on its NumPy path. Then the one-line reason
+is written to ``_native_build_error.txt`` next to where ``_native`` would be (in the build
+directory, so a wheel carries it), and ``amsgrad.backend()`` reports it; a successful build removes
+a stale such file. Only the kernel writes it: a failed roofline build costs the benchmark one row,
+nothing else.
 
 Environment variables read by the build:
 

@@ -32,16 +32,16 @@
 #define NPY_TARGET_VERSION NPY_1_23_API_VERSION
 #include <numpy/arrayobject.h>
 
-/* the buffer's shape is the array's dims, read in place */
-_Static_assert(sizeof(npy_intp) == sizeof(Py_ssize_t), "npy_intp and Py_ssize_t differ");
+/* the buffer's shape is the array's dims, read in place: npy_intp must be Py_ssize_t's size */
+typedef char ams_intp_is_ssize_t[sizeof(npy_intp) == sizeof(Py_ssize_t) ? 1 : -1];
 #endif
 
 /* views filled here are marked so (Py_buffer.internal): their release is one reference */
 static const char direct_tag = 0;
 
-static int available;        /* NumPy's C-API loaded at import */
-static int enabled = 1;      /* set_ndarray_direct() */
-static PyObject *why_not;    /* str: why not available */
+static int available;               /* NumPy's C-API loaded at import */
+static int enabled = 1;             /* set_ndarray_direct() */
+static PyObject *why_not;           /* str: why not available */
 static unsigned long long acquired; /* arrays taken here, for tests (under the GIL) */
 
 int ams_ndarray_init(void) {
