@@ -5,12 +5,16 @@ lists the files). ``amsgrad.apps._roofline``: the memory roofline the benchmark 
 from ``src/amsgrad/apps/roofline.c`` (it shares only ``parallel.h`` and the thread pool ``pool.c``
 with the kernel, compiled into each: two pools).
 
-Both are plain C11 with the CPython API and the buffer protocol: NumPy is not a build dependency.
-Both are ``optional=True``: without a working C compiler the install still succeeds and the package
-runs on its NumPy path. Then the one-line reason is written to ``_native_build_error.txt`` next to
-where ``_native`` would be (in the build directory, so a wheel carries it), and
-``amsgrad.backend()`` reports it; a successful build removes a stale such file. Only the kernel
-writes it: a failed roofline build costs the benchmark one row, nothing else.
+Both are plain C11 with the CPython API and the buffer protocol. The kernel also reads exact
+ndarrays through NumPy's C-API (``ndarray.c``) when NumPy 2 or later is importable at build time
+(``pyproject.toml`` asks for it): its headers then target the oldest NumPy the package supports.
+Without them the kernel is built on the buffer protocol alone (the same decisions, a little more
+time per array); NumPy is never needed to compile. Both are ``optional=True``: without a working C
+compiler the install still succeeds and the package runs on its NumPy path. Then the one-line reason
+is written to ``_native_build_error.txt`` next to where ``_native`` would be (in the build
+directory, so a wheel carries it), and ``amsgrad.backend()`` reports it; a successful build removes
+a stale such file. Only the kernel writes it: a failed roofline build costs the benchmark one row,
+nothing else.
 
 Environment variables read by the build:
 
@@ -48,6 +52,7 @@ NATIVE_SOURCES = [
         "addresses",
         "fast",
         "buffers",
+        "ndarray",
         "threads",
         "pool",
         "kernels",
@@ -69,6 +74,19 @@ UNIX_COMPILE_ARGS = [
 ]
 UNIX_LINK_ARGS = ["-pthread"]
 MSVC_COMPILE_ARGS = ["/O2", "/fp:precise"]
+
+
+def _numpy_headers() -> list[str] | None:
+    """NumPy's include folder when its headers are those of NumPy 2 or later, else None.
+
+    Older headers would make an extension that refuses to load NumPy's C-API on NumPy 2 (and says
+    so on stderr): the kernel is then built without the direct path rather than with it."""
+    try:
+        import numpy
+    except ImportError:
+        return None
+    major = numpy.__version__.split(".", 1)[0]
+    return [numpy.get_include()] if major.isdigit() and int(major) >= 2 else None
 
 
 def _extra_flags() -> tuple[list[str], list[str]]:
@@ -122,12 +140,16 @@ class BuildExt(build_ext):
         record.unlink(missing_ok=True)
 
 
+NUMPY_HEADERS = _numpy_headers()
+
 setup(
     ext_modules=[
         Extension(
             NATIVE,
             NATIVE_SOURCES,
             depends=NATIVE_HEADERS,
+            include_dirs=NUMPY_HEADERS or [],
+            define_macros=[("AMS_HAVE_NUMPY", "1")] if NUMPY_HEADERS else [],
             extra_compile_args=UNIX_COMPILE_ARGS,
             extra_link_args=UNIX_LINK_ARGS,
             optional=True,

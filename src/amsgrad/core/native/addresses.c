@@ -166,7 +166,7 @@ PyObject *ams_py_apply_addresses(PyObject *self, PyObject *const *args, Py_ssize
 done:
     PyMem_RawFree(block);
     if (have_gb) PyBuffer_Release(&gb);
-    PyBuffer_Release(&hb);
+    ams_release_buf(&hb);
     PyBuffer_Release(&sb);
     PyBuffer_Release(&ab);
     return result;

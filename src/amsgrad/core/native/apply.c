@@ -117,7 +117,7 @@ PyObject *ams_py_apply(PyObject *self, PyObject *const *args, Py_ssize_t nargs) 
     result = Py_None;
     Py_INCREF(result);
 done:
-    for (int k = 0; k < got; k++) PyBuffer_Release(&b[k]);
+    for (int k = 0; k < got; k++) ams_release_buf(&b[k]);
     PyMem_RawFree(hyper_copy);
     return result;
 }
@@ -277,8 +277,8 @@ PyObject *ams_py_apply_many(PyObject *self, PyObject *const *args, Py_ssize_t na
     result = Py_None;
     Py_INCREF(result);
 done:
-    for (size_t k = 0; k < got; k++) PyBuffer_Release(&bufs[k]);
-    if (have_hb) PyBuffer_Release(&hb);
+    for (size_t k = 0; k < got; k++) ams_release_buf(&bufs[k]);
+    if (have_hb) ams_release_buf(&hb);
     PyMem_RawFree(block);
     return result;
 }

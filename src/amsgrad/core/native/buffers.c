@@ -1,6 +1,7 @@
 /*
- * buffers.c: getting at the caller's memory (the buffer protocol, no NumPy headers) and finding
- * memory shared between the arrays of a call before anything is written.
+ * buffers.c: getting at the caller's memory (the buffer protocol, or for an exact ndarray its
+ * fields: ndarray.c) and finding memory shared between the arrays of a call before anything is
+ * written.
  *
  * The kernel reads and writes each element once, in place: if two of the arrays overlapped, the
  * result would depend on the order of the loop (and on the thread split). The caller is told
@@ -35,6 +36,8 @@ static int format_dtype(const char *f) {
 }
 
 int ams_get_buf(PyObject *obj, Py_buffer *view, int writable, const char *what) {
+    int direct = ams_ndarray_view(obj, view, writable);
+    if (direct >= 0) return direct;
     int flags = PyBUF_ND | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
     if (PyObject_GetBuffer(obj, view, flags) != 0) {
         if (!PyObject_CheckBuffer(obj)) {

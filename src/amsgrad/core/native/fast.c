@@ -74,7 +74,7 @@ static int scalar_f32(PyObject *o, float *out) {
 }
 
 static PyObject *decline(Py_buffer *b, int got) {
-    for (int k = 0; k < got; k++) PyBuffer_Release(&b[k]);
+    for (int k = 0; k < got; k++) ams_release_buf(&b[k]);
     if (PyErr_Occurred()) PyErr_Clear();
     Py_RETURN_FALSE;
 }
@@ -93,12 +93,15 @@ PyObject *ams_py_apply_fast(PyObject *self, PyObject *const *args, Py_ssize_t na
         if (!scalar_f32(args[4 + k], &h32[k])) Py_RETURN_FALSE;
     int got = 0, dt = -1;
     for (; got < 5; got++) {
-        int flags = PyBUF_ND | PyBUF_FORMAT | (got < 4 ? PyBUF_WRITABLE : 0);
-        if (PyObject_GetBuffer(args[array_arg[got]], &b[got], flags) != 0) return decline(b, got);
-        const char *f = b[got].format;
-        int d = -1;
-        if (f != NULL && f[0] != '\0' && f[1] == '\0')
-            d = f[0] == 'e' ? DT_F16 : f[0] == 'f' ? DT_F32 : f[0] == 'd' ? DT_F64 : -1;
+        PyObject *arr = args[array_arg[got]];
+        int d = ams_ndarray_view(arr, &b[got], got < 4); /* or the buffer protocol: */
+        if (d < 0) {
+            int flags = PyBUF_ND | PyBUF_FORMAT | (got < 4 ? PyBUF_WRITABLE : 0);
+            if (PyObject_GetBuffer(arr, &b[got], flags) != 0) return decline(b, got);
+            const char *f = b[got].format;
+            if (f != NULL && f[0] != '\0' && f[1] == '\0')
+                d = f[0] == 'e' ? DT_F16 : f[0] == 'f' ? DT_F32 : f[0] == 'd' ? DT_F64 : -1;
+        }
         if (d < 0 || (got > 0 && d != dt) || (size_t)b[got].itemsize != AMS_DT_SIZE(d))
             return decline(b, got + 1);
         dt = d;
@@ -141,6 +144,6 @@ PyObject *ams_py_apply_fast(PyObject *self, PyObject *const *args, Py_ssize_t na
         j.hyper = &hyper;
         ams_run_job_released(&j, n);
     }
-    for (int k = 0; k < 5; k++) PyBuffer_Release(&b[k]);
+    for (int k = 0; k < 5; k++) ams_release_buf(&b[k]);
     Py_RETURN_TRUE;
 }

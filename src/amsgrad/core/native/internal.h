@@ -116,8 +116,20 @@ AMS_HIDDEN int ams_cpu_count(void);
 AMS_HIDDEN extern const char *const ams_role_names[5]; /* var, m, v, vhat, grad */
 
 /* Acquire a C-contiguous buffer of 'e', 'f' or 'd'; returns the dtype or -1 with an exception
- * set (what: the argument's name, for the message). */
+ * set (what: the argument's name, for the message). An exact ndarray is read directly
+ * (ndarray.c) when it certainly qualifies. Release with ams_release_buf. */
 AMS_HIDDEN int ams_get_buf(PyObject *obj, Py_buffer *view, int writable, const char *what);
+
+/* ndarray.c: an exact numpy.ndarray read through NumPy's C-API, with the buffer protocol's
+ * decisions. ams_ndarray_init: at import, 0 (the direct path may be unavailable: no exception
+ * then) or -1 on a memory error. ams_ndarray_view: the dtype, with view filled as the buffer
+ * protocol would (flags PyBUF_ND | PyBUF_FORMAT [| PyBUF_WRITABLE]), or -1 with no exception
+ * set: the caller then asks the buffer protocol. ams_release_buf: releases either kind. */
+AMS_HIDDEN int ams_ndarray_init(void);
+AMS_HIDDEN int ams_ndarray_view(PyObject *obj, Py_buffer *view, int writable);
+AMS_HIDDEN void ams_release_buf(Py_buffer *view);
+AMS_HIDDEN PyObject *ams_py_set_ndarray_direct(PyObject *self, PyObject *arg);
+AMS_HIDDEN PyObject *ams_py_ndarray_direct(PyObject *self, PyObject *unused);
 AMS_HIDDEN int ams_overlaps(const Py_buffer *a, const Py_buffer *b);
 
 /* A buffer's memory [start, end) and who it is (5 * tensor index + role). */

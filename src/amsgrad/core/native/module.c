@@ -1,7 +1,8 @@
 /*
  * amsgrad.core._native: the fused kernel of MindSpore's ApplyAdamWithAmsgradV2.
  *
- * Plain C11 + the CPython API + the buffer protocol (no NumPy headers). The arithmetic is the one
+ * Plain C11 + the CPython API + the buffer protocol; NumPy's C-API (headers of NumPy 2 or later)
+ * only in ndarray.c, to read exact ndarrays without the buffer protocol's cost. The arithmetic is the one
  * of the project's SPEC, bit for bit: every operation is rounded to T (float16: computed in
  * float32 and rounded to half right after), no fused multiply-add (built with -ffp-contract=off;
  * the SIMD functions are compiled for "avx2,f16c" or "avx512f,avx2,f16c", never "fma").
@@ -17,6 +18,7 @@
  *   apply.c           apply() and apply_many(): arguments, buffers, running the job
  *   fast.c            apply_fast(): the common call of the functional API, checked in C
  *   buffers.c         the buffer protocol, overlap detection
+ *   ndarray.c         exact ndarrays read through NumPy's C-API, the buffer protocol's decisions
  *   threads.c         a job over rows or tensors, split over threads (policy in parallel.h)
  *   pool.c            the persistent worker threads (started on first need, reset after fork)
  *   kernels.c         per-row constants, the portable kernels, the instruction-set levels
@@ -196,6 +198,13 @@ static PyMethodDef methods[] = {
      "contract."},
     {"set_fast_types", (PyCFunction)(void (*)(void))ams_py_set_fast_types, METH_FASTCALL,
      "set_fast_types(ndarray, float64, float32, float16): the types apply_fast() takes."},
+    {"set_ndarray_direct", ams_py_set_ndarray_direct, METH_O,
+     "set_ndarray_direct(on) -> bool: read exact ndarrays through NumPy's C-API (the default)\n"
+     "or, off, through the buffer protocol only (the same decisions; for tests). Returns the\n"
+     "previous setting."},
+    {"ndarray_direct", ams_py_ndarray_direct, METH_NOARGS,
+     "ndarray_direct() -> dict: 'available' (NumPy's C-API loaded), 'enabled', 'reason' (why\n"
+     "not available, else None), 'acquired' (arrays read directly so far)."},
     {"set_num_threads", py_set_num_threads, METH_O,
      "set_num_threads(n): threads for large calls (n >= 1)."},
     {"get_num_threads", py_get_num_threads, METH_NOARGS, "get_num_threads() -> int"},
@@ -217,7 +226,9 @@ static struct PyModuleDef moduledef = {
 PyMODINIT_FUNC PyInit__native(void) {
     PyObject *module = PyModule_Create(&moduledef);
     if (module == NULL) return NULL;
-    if (level_from_env() < 0 || threads_from_env() < 0) { /* warnings turned into errors */
+    /* NumPy's C-API failing to load is no error (arrays then go through the buffer protocol);
+     * -1: out of memory, or a warning turned into an error */
+    if (ams_ndarray_init() < 0 || level_from_env() < 0 || threads_from_env() < 0) {
         Py_DECREF(module);
         return NULL;
     }
