@@ -59,7 +59,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from amsgrad.adapters import torch_fast
+from amsgrad.adapters import torch_fast, torch_mixed
 from amsgrad.adapters.mindspore_state import NameMap
 from amsgrad.adapters.torch_mindspore import load_mindspore_state, save_mindspore_state
 from amsgrad.adapters.torch_support import (
@@ -71,10 +71,8 @@ from amsgrad.adapters.torch_support import (
     check_memory,
     check_state,
     from_torch_adam,
-    grad_of,
     local,
     lr_at,
-    mindspore_grad,
     mindspore_param_groups,
     new_state,
     state_ok,
@@ -94,6 +92,8 @@ __all__ = ["AMSGradV2", "mindspore_param_groups"]
 _IMPLEMENTATIONS = ("auto", "kernel", "torch")
 #: The torch-operations path also takes bfloat16.
 _TORCH_DTYPES = (*NUMPY_OF, torch.bfloat16)
+#: Complex parameters are updated as real pairs (torch_mixed).
+_COMPLEX_TEXT = " (or complex64, complex128)"
 #: How this API spells (lr, beta1, beta2, eps) in messages (see check_optimizer_hyper).
 _NAMES = ("lr", "betas[0] (beta1)", "betas[1] (beta2)", "eps")
 
@@ -142,32 +142,38 @@ def _check_param(
     param: torch.Tensor,
     implementation: str,
     label: Any = None,
+    master: bool = False,
 ) -> bool:
     """Check that ``param`` can be updated; returns True for the kernel path. ``label``: how
-    messages name it (default: its :class:`_Where`)."""
+    messages name it (default: its :class:`_Where`). ``master``: it is updated through a
+    float32 master copy (see :mod:`~amsgrad.adapters.torch_mixed`)."""
     kernel = _uses_kernel(implementation, param)
     if label is None:
         label = _Where(group_index, param_index, param)  # formatted only for an error
+    torch_mixed.check_complex(label, param)
+    dtype = torch_mixed.compute_dtype(param, master)
     if kernel:
         if param.device.type != "cpu":
             raise TypeError(
                 f"{label}: implementation='kernel' needs CPU tensors; use implementation='auto' "
                 "or 'torch' for tensors on other devices"
             )
-        if param.dtype == torch.bfloat16:
+        if dtype == torch.bfloat16:
             raise TypeError(
                 f"{label}: the bit-exact kernel takes float16, float32 or float64 (MindSpore's "
-                "ApplyAdamWithAmsgradV2 has no bfloat16). Keep float32 master weights (the "
-                "optimizer updates a float32 copy; cast it to bfloat16 for the model). "
+                "ApplyAdamWithAmsgradV2 has no bfloat16). Pass master_weights=True to keep "
+                "float32 master weights (the optimizer keeps a float32 copy of the parameter "
+                "and float32 moments, runs the float32 kernel on them and writes the copy "
+                "rounded to bfloat16 into the parameter). "
                 "implementation='torch' updates bfloat16 tensors with torch operations (each "
                 "rounded to bfloat16, not bit-exact to any reference), but only with betas that "
                 "stay below 1 in bfloat16: the default beta2=0.999 rounds to 1.0, so v would "
                 "never grow and the parameters would diverge (such values are refused)"
             )
-        if param.dtype not in NUMPY_OF:
-            raise TypeError(f"{label}: expected dtype {STATE_DTYPES_TEXT}")
-    elif param.dtype not in _TORCH_DTYPES:
-        raise TypeError(f"{label}: expected dtype bfloat16, {STATE_DTYPES_TEXT}")
+        if dtype not in NUMPY_OF:
+            raise TypeError(f"{label}: expected dtype {STATE_DTYPES_TEXT}{_COMPLEX_TEXT}")
+    elif dtype not in _TORCH_DTYPES:
+        raise TypeError(f"{label}: expected dtype bfloat16, {STATE_DTYPES_TEXT}{_COMPLEX_TEXT}")
     return kernel
 
 
@@ -225,6 +231,7 @@ class AMSGradV2(torch.optim.Optimizer):
         capturable: bool = False,
         differentiable: bool = False,
         implementation: str = "auto",
+        master_weights: bool = False,
     ) -> None:
         _check_hyper("", lr, betas, eps, implementation)
         check_decay("", weight_decay, loss_scale)
@@ -240,6 +247,7 @@ class AMSGradV2(torch.optim.Optimizer):
             "capturable": capturable,
             "differentiable": differentiable,
             "implementation": implementation,
+            "master_weights": master_weights,
         }
         check_group_keys("", defaults)
         # What the last full step checked, per group, reused while it holds (torch_fast).
@@ -267,7 +275,11 @@ class AMSGradV2(torch.optim.Optimizer):
             else:
                 params = []  # torch.optim.Optimizer reports what is wrong with it
             for index, param in enumerate(params):
-                if isinstance(param, torch.Tensor) and param.dtype == torch.bfloat16:
+                if (
+                    isinstance(param, torch.Tensor)
+                    and param.dtype == torch.bfloat16
+                    and not merged["master_weights"]
+                ):
                     _check_param(len(self.param_groups), index, param, merged["implementation"])
         self._fast_plans = {}
         super().add_param_group(param_group)
@@ -277,6 +289,7 @@ class AMSGradV2(torch.optim.Optimizer):
         self._fast_plans = {}
         for group in self.param_groups:
             group.setdefault("implementation", "auto")
+            group.setdefault("master_weights", False)
             group.setdefault("weight_decay", 0.0)
             group.setdefault("loss_scale", 1.0)
             for name, value in (("maximize", False), ("foreach", None), ("fused", None)):
@@ -298,6 +311,7 @@ class AMSGradV2(torch.optim.Optimizer):
             state_dict = from_torch_adam(state_dict, self.param_groups)
         saved_groups = state_dict.get("param_groups") if isinstance(state_dict, dict) else None
         states = state_dict.get("state") if isinstance(state_dict, dict) else None
+        masters: list[tuple[torch.Tensor, dict[str, Any]]] = []
         if (
             isinstance(saved_groups, list)
             and isinstance(states, dict)
@@ -309,11 +323,17 @@ class AMSGradV2(torch.optim.Optimizer):
                 ids = saved.get("params") if isinstance(saved, dict) else None
                 if not isinstance(ids, list) or len(ids) != len(group["params"]):
                     continue  # torch.optim.Optimizer reports it, before changing anything
+                master_weights = saved.get("master_weights", False)  # the group as loaded
                 for param_index, (param, key) in enumerate(zip(group["params"], ids, strict=True)):
                     if key in states:
                         where = _param_label(group_index, param_index, param)
-                        check_state(where, param, states[key], loaded=True)
+                        master = torch_mixed.uses_master(param, master_weights)
+                        check_state(where, param, states[key], loaded=True, master=master)
+                        if master:
+                            masters.append((param, states[key]))
         super().load_state_dict(state_dict)
+        for param, saved_state in masters:  # cast to the parameter's dtype by torch: undone
+            torch_mixed.restore_loaded(self.state[param], saved_state, param)
 
     @torch.compiler.disable  # runs as it is inside compiled code (see docs/frameworks.md)
     @torch.no_grad()
@@ -386,6 +406,7 @@ class AMSGradV2(torch.optim.Optimizer):
         state (a new state goes to ``fresh``), compute its beta powers, and bucket it."""
         for group_index, group in enumerate(self.param_groups):
             beta1, beta2 = (np.float32(_scalar(beta)) for beta in group["betas"])
+            master_weights = group["master_weights"]
             for param_index, param in enumerate(group["params"]):
                 grad = param.grad
                 if grad is None:
@@ -397,23 +418,27 @@ class AMSGradV2(torch.optim.Optimizer):
                         f"of layout {grad.layout}; use dense gradients (e.g. "
                         "nn.Embedding(sparse=False))"
                     )
+                master = torch_mixed.uses_master(param, master_weights)
                 kernel = _check_param(
-                    group_index, param_index, param, group["implementation"], where
+                    group_index, param_index, param, group["implementation"], where, master
                 )
                 if kernel and (param.is_neg() or param.is_conj()):
                     raise ValueError(
                         f"{where}: the parameter is a negated or conjugated view, which the "
                         "kernel cannot update in place; pass the tensor it views"
                     )
-                _check_grad(where, param, grad, kernel)
+                if master or param.is_complex():
+                    torch_mixed.check_grad(where, param, grad, master)
+                else:
+                    _check_grad(where, param, grad, kernel)
                 state = self.state.get(param)
                 if state:
-                    if not state_ok(param, state):
-                        check_state(where, param, state, loaded=False)
+                    if not state_ok(param, state, master):
+                        check_state(where, param, state, loaded=False, master=master)
                     if not kernel:  # the kernel checks memory overlap itself
                         check_distinct(where, param, state)
                 else:
-                    state = fresh[param] = new_state(param)
+                    state = fresh[param] = new_state(param, master)
                 states[param] = state
                 beta1_power = _float32(state["beta1_power"]) * beta1
                 beta2_power = _float32(state["beta2_power"]) * beta2
@@ -422,7 +447,7 @@ class AMSGradV2(torch.optim.Optimizer):
                     group_index,
                     kernel,
                     param.device,
-                    param.dtype,
+                    torch_mixed.compute_dtype(param, master),
                     float(beta1_power),
                     float(beta2_power),
                     lr_at(group["lr"], state["step"], where),
@@ -457,6 +482,7 @@ class AMSGradV2(torch.optim.Optimizer):
             _scalar(group["eps"]),
             lists[4],
         )
+        torch_mixed.write_back(params, states)
         # The memory was written behind autograd's back: tell it, as an in-place op would (a
         # detached view shares its base's version counter).
         torch.autograd.graph.increment_version([local(param).detach() for param in params])
@@ -470,8 +496,10 @@ class AMSGradV2(torch.optim.Optimizer):
         beta2_power: np.float32,
         lr: Any,
     ) -> None:
-        """The same formula with torch operations, each rounded to the parameter's dtype."""
-        dtype, device = params[0].dtype, params[0].device
+        """The same formula with torch operations, each rounded to the parameter's dtype (the
+        dtype of the update: see :mod:`~amsgrad.adapters.torch_mixed`)."""
+        rows = [torch_mixed.operands(param, states[param], group) for param in params]
+        dtype, device = rows[0][0].dtype, rows[0][0].device
         beta1, beta2 = group["betas"]
         scalars = torch_scalars(
             dtype,
@@ -483,17 +511,11 @@ class AMSGradV2(torch.optim.Optimizer):
             _scalar(group["eps"]),
         )
         lr_t, one_minus_beta1, one_minus_beta2, eps = (s.to(device) for s in scalars)
-        for param in params:
-            state = states[param]
-            m, v, vhat = (local(state[name]) for name in ("m", "v", "vhat"))
-            grad = mindspore_grad(local(param), local(grad_of(param)), group)
-            if grad.is_neg():
-                grad = grad.resolve_neg()
+        for var, m, v, vhat, grad in rows:
             if grad.dtype != dtype:
                 grad = grad.to(dtype)
-            torch_update(
-                local(param), m, v, vhat, grad, lr_t, one_minus_beta1, one_minus_beta2, eps
-            )
+            torch_update(var, m, v, vhat, grad, lr_t, one_minus_beta1, one_minus_beta2, eps)
+        torch_mixed.write_back(params, states)
 
     # ----------------------------------------------------------------------- MindSpore files
 
@@ -650,17 +672,11 @@ def _check_hyper_values(
 def _kernel_lists(
     group: dict[str, Any], params: list[torch.Tensor], states: dict[torch.Tensor, dict[str, Any]]
 ) -> list[list[np.ndarray]]:
-    """The five lists of the multi-tensor kernel for ``params``: parameters, m, v, vhat as
-    views of the tensors' memory; gradients too (a negated view is resolved: grads are read)."""
-    moments = [states[param] for param in params]
-    grads = [mindspore_grad(local(p), local(grad_of(p)).detach(), group) for p in params]
-    return [
-        [local(param).detach().numpy() for param in params],
-        [local(state["m"]).numpy() for state in moments],
-        [local(state["v"]).numpy() for state in moments],
-        [local(state["vhat"]).numpy() for state in moments],
-        [(grad.resolve_neg() if grad.is_neg() else grad).numpy() for grad in grads],
-    ]
+    """The five lists of the multi-tensor kernel for ``params``: parameters (or their master
+    copies, or real views), m, v, vhat as views of the tensors' memory; gradients too (a
+    negated view is resolved: grads are read)."""
+    rows = [torch_mixed.operands(param, states[param], group) for param in params]
+    return [[tensor.numpy() for tensor in column] for column in zip(*rows, strict=True)]
 
 
 # --------------------------------------------------------------------------- helpers
