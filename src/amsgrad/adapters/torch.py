@@ -31,9 +31,13 @@ The update runs in one of two implementations, chosen per parameter by ``impleme
   tests); on other devices it follows that device's arithmetic (see ``docs/frameworks.md``).
 * ``"auto"`` (default): ``"kernel"`` for CPU tensors, ``"torch"`` for tensors on other devices.
 
-bfloat16 parameters on the kernel path raise TypeError (the operator has no bfloat16): keep
-float32 master weights. ``implementation="torch"`` updates bfloat16 tensors, but only with betas
-that stay below 1 in bfloat16 (the default beta2=0.999 rounds to 1.0 there).
+bfloat16 parameters on the kernel path raise TypeError (the operator has no bfloat16): pass
+``master_weights=True``, which keeps a float32 master copy of each float16 and bfloat16
+parameter (``state["master"]``, with float32 moments), runs the float32 update on it and writes
+it rounded to the parameter's dtype into the parameter (:mod:`~amsgrad.adapters.torch_mixed`).
+``implementation="torch"`` updates bfloat16 tensors, but only with betas that stay below 1 in
+bfloat16 (the default beta2=0.999 rounds to 1.0 there). Complex parameters (complex64,
+complex128) are updated as pairs of real numbers, as ``torch.optim.Adam`` treats them.
 
 Hyper-parameters that round to a degenerate value in a parameter's dtype (a beta below 1 that
 becomes 1, so that ``1 - beta`` is 0 and the parameters diverge; an eps above 0 that becomes 0,
@@ -186,7 +190,7 @@ class AMSGradV2(torch.optim.Optimizer):
     Args:
       params: an iterable of tensors, of ``(name, tensor)`` pairs, or of parameter-group dicts
         (each may set its own ``lr``, ``betas``, ``eps``, ``weight_decay``, ``loss_scale``,
-        ``maximize``, ``implementation``; other keys are refused).
+        ``maximize``, ``implementation``, ``master_weights``; other keys are refused).
       lr: learning rate, >= 0 (a number, or a one-element tensor read with ``.item()``), or a
         list of per-step values (MindSpore's ``learning_rate=[...]``).
       betas: ``(beta1, beta2)``, each in [0, 1).
@@ -200,6 +204,9 @@ class AMSGradV2(torch.optim.Optimizer):
         True; ``capturable``/``differentiable`` False).
       implementation: ``"auto"`` (kernel on CPU, torch operations elsewhere), ``"kernel"`` or
         ``"torch"`` (see the module docstring).
+      master_weights: when True, float16 and bfloat16 parameters are updated through a float32
+        master copy kept in the state (T below is then float32, and the parameter receives the
+        copy rounded to its dtype after each step); parameters of other dtypes are unaffected.
 
     Per update and parameter (T is the parameter's dtype, every operation rounded to T)::
 
