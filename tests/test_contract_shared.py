@@ -186,8 +186,8 @@ def test_adapters_refuse_other_dtypes_with_the_core_text():
 
     p = torch.nn.Parameter(torch.zeros(2, dtype=torch.float32))
     opt = AMSGradV2([p], implementation="kernel")
-    p.data = p.data.to(torch.complex64)
-    p.grad = torch.zeros(2, dtype=torch.complex64)
+    p.data = p.data.to(torch.float8_e4m3fn)
+    p.grad = torch.zeros(2, dtype=torch.float8_e4m3fn)
     with pytest.raises(TypeError, match=dtypes.STATE_DTYPES_TEXT):
         opt.step()
     with pytest.raises(TypeError, match=dtypes.STATE_DTYPES_TEXT):

@@ -482,3 +482,15 @@ def test_auto_picks_triton_on_the_gpu(monkeypatch):
     AMSGradV2([param]).step()
     AMSGradV2([twin], implementation="kernel").step()
     assert bits_equal(param.detach().cpu().numpy(), twin.detach().numpy())
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.complex64])
+def test_master_weights_and_complex_are_refused_on_the_triton_path(dtype):
+    param = torch.nn.Parameter(torch.ones(4, dtype=dtype))
+    opt = AMSGradV2([param], master_weights=True, implementation="triton")
+    param.grad = torch.ones(4, dtype=dtype)
+    before = param.detach().clone()
+    with pytest.raises(TypeError, match="Triton path does not take master_weights or complex"):
+        opt.step()
+    assert torch.equal(param.detach(), before)
+    assert not opt.state

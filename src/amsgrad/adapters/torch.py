@@ -39,9 +39,13 @@ The update runs in one of two implementations, chosen per parameter by ``impleme
 the device, multiplied there, and reads ``lr`` there (a one-element float32 tensor on the device,
 or a number), so that ``step()`` can be captured in a CUDA graph after a warm-up step.
 
-bfloat16 parameters on the kernel path raise TypeError (the operator has no bfloat16): keep
-float32 master weights. ``implementation="torch"`` updates bfloat16 tensors, but only with betas
-that stay below 1 in bfloat16 (the default beta2=0.999 rounds to 1.0 there).
+bfloat16 parameters on the kernel path raise TypeError (the operator has no bfloat16): pass
+``master_weights=True``, which keeps a float32 master copy of each float16 and bfloat16
+parameter (``state["master"]``, with float32 moments), runs the float32 update on it and writes
+it rounded to the parameter's dtype into the parameter (:mod:`~amsgrad.adapters.torch_mixed`).
+``implementation="torch"`` updates bfloat16 tensors, but only with betas that stay below 1 in
+bfloat16 (the default beta2=0.999 rounds to 1.0 there). Complex parameters (complex64,
+complex128) are updated as pairs of real numbers, as ``torch.optim.Adam`` treats them.
 
 Hyper-parameters that round to a degenerate value in a parameter's dtype (a beta below 1 that
 becomes 1, so that ``1 - beta`` is 0 and the parameters diverge; an eps above 0 that becomes 0,
@@ -67,7 +71,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from amsgrad.adapters import torch_fast
+from amsgrad.adapters import torch_fast, torch_mixed
 from amsgrad.adapters.mindspore_state import NameMap
 from amsgrad.adapters.torch_mindspore import load_mindspore_state, save_mindspore_state
 from amsgrad.adapters.torch_support import (
@@ -81,10 +85,8 @@ from amsgrad.adapters.torch_support import (
     check_triton_param,
     device_powers,
     from_torch_adam,
-    grad_of,
     local,
     lr_at,
-    mindspore_grad,
     mindspore_param_groups,
     new_state,
     powers_as_floats,
@@ -107,6 +109,8 @@ __all__ = ["AMSGradV2", "mindspore_param_groups"]
 _IMPLEMENTATIONS = ("auto", "kernel", "torch", "triton")
 #: The torch-operations path also takes bfloat16.
 _TORCH_DTYPES = (*NUMPY_OF, torch.bfloat16)
+#: Complex parameters are updated as real pairs (torch_mixed).
+_COMPLEX_TEXT = " (or complex64, complex128)"
 #: How this API spells (lr, beta1, beta2, eps) in messages (see check_optimizer_hyper).
 _NAMES = ("lr", "betas[0] (beta1)", "betas[1] (beta2)", "eps")
 
@@ -158,9 +162,11 @@ def _check_param(
     implementation: str,
     label: Any = None,
     capturable: bool = False,
+    master: bool = False,
 ) -> str:
     """Check that ``param`` can be updated; returns its path (:func:`_path`). ``label``: how
-    messages name it (default: its :class:`_Where`)."""
+    messages name it (default: its :class:`_Where`). ``master``: it is updated through a
+    float32 master copy (see :mod:`~amsgrad.adapters.torch_mixed`)."""
     path = _path(implementation, param)
     if label is None:
         label = _Where(group_index, param_index, param)  # formatted only for an error
@@ -170,7 +176,14 @@ def _check_param(
             f"'auto' with CUDA tensors and Triton installed); this parameter takes the {path!r} "
             "path"
         )
+    torch_mixed.check_complex(label, param)
+    dtype = torch_mixed.compute_dtype(param, master)
     if path == "triton":
+        if master or param.is_complex():
+            raise TypeError(
+                f"{label}: the Triton path does not take master_weights or complex parameters "
+                "yet; use implementation='torch' for them"
+            )
         check_triton_param(label, param)
     elif path == "kernel":
         if param.device.type != "cpu":
@@ -178,20 +191,22 @@ def _check_param(
                 f"{label}: implementation='kernel' needs CPU tensors; use implementation='auto' "
                 "or 'torch' for tensors on other devices"
             )
-        if param.dtype == torch.bfloat16:
+        if dtype == torch.bfloat16:
             raise TypeError(
                 f"{label}: the bit-exact kernel takes float16, float32 or float64 (MindSpore's "
-                "ApplyAdamWithAmsgradV2 has no bfloat16). Keep float32 master weights (the "
-                "optimizer updates a float32 copy; cast it to bfloat16 for the model). "
+                "ApplyAdamWithAmsgradV2 has no bfloat16). Pass master_weights=True to keep "
+                "float32 master weights (the optimizer keeps a float32 copy of the parameter "
+                "and float32 moments, runs the float32 kernel on them and writes the copy "
+                "rounded to bfloat16 into the parameter). "
                 "implementation='torch' updates bfloat16 tensors with torch operations (each "
                 "rounded to bfloat16, not bit-exact to any reference), but only with betas that "
                 "stay below 1 in bfloat16: the default beta2=0.999 rounds to 1.0, so v would "
                 "never grow and the parameters would diverge (such values are refused)"
             )
-        if param.dtype not in NUMPY_OF:
-            raise TypeError(f"{label}: expected dtype {STATE_DTYPES_TEXT}")
-    elif param.dtype not in _TORCH_DTYPES:
-        raise TypeError(f"{label}: expected dtype bfloat16, {STATE_DTYPES_TEXT}")
+        if dtype not in NUMPY_OF:
+            raise TypeError(f"{label}: expected dtype {STATE_DTYPES_TEXT}{_COMPLEX_TEXT}")
+    elif dtype not in _TORCH_DTYPES:
+        raise TypeError(f"{label}: expected dtype bfloat16, {STATE_DTYPES_TEXT}{_COMPLEX_TEXT}")
     return path
 
 
@@ -204,7 +219,8 @@ class AMSGradV2(torch.optim.Optimizer):
     Args:
       params: an iterable of tensors, of ``(name, tensor)`` pairs, or of parameter-group dicts
         (each may set its own ``lr``, ``betas``, ``eps``, ``weight_decay``, ``loss_scale``,
-        ``grad_centralization``, ``maximize``, ``implementation``; other keys are refused).
+        ``grad_centralization``, ``maximize``, ``implementation``, ``master_weights``; other
+        keys are refused).
       lr: learning rate, >= 0 (a number, or a one-element tensor read with ``.item()``), or a
         list of per-step values (MindSpore's ``learning_rate=[...]``).
       betas: ``(beta1, beta2)``, each in [0, 1).
@@ -222,6 +238,9 @@ class AMSGradV2(torch.optim.Optimizer):
       implementation: ``"auto"`` (kernel on CPU, Triton on CUDA when installed, torch
         operations elsewhere), ``"kernel"``, ``"torch"`` or ``"triton"`` (see the module
         docstring).
+      master_weights: when True, float16 and bfloat16 parameters are updated through a float32
+        master copy kept in the state (T below is then float32, and the parameter receives the
+        copy rounded to its dtype after each step); parameters of other dtypes are unaffected.
 
     Per update and parameter (T is the parameter's dtype, every operation rounded to T)::
 
@@ -254,6 +273,7 @@ class AMSGradV2(torch.optim.Optimizer):
         capturable: bool = False,
         differentiable: bool = False,
         implementation: str = "auto",
+        master_weights: bool = False,
     ) -> None:
         _check_hyper("", lr, betas, eps, implementation)
         check_decay("", weight_decay, loss_scale)
@@ -270,6 +290,7 @@ class AMSGradV2(torch.optim.Optimizer):
             "capturable": capturable,
             "differentiable": differentiable,
             "implementation": implementation,
+            "master_weights": master_weights,
         }
         check_group_keys("", defaults)
         # What the last full step checked, per group, reused while it holds (torch_fast).
@@ -297,7 +318,11 @@ class AMSGradV2(torch.optim.Optimizer):
             else:
                 params = []  # torch.optim.Optimizer reports what is wrong with it
             for index, param in enumerate(params):
-                if isinstance(param, torch.Tensor) and param.dtype == torch.bfloat16:
+                if (
+                    isinstance(param, torch.Tensor)
+                    and param.dtype == torch.bfloat16
+                    and not merged["master_weights"]
+                ):
                     _check_param(len(self.param_groups), index, param, merged["implementation"])
         self._fast_plans = {}
         super().add_param_group(param_group)
@@ -307,6 +332,7 @@ class AMSGradV2(torch.optim.Optimizer):
         self._fast_plans = {}
         for group in self.param_groups:
             group.setdefault("implementation", "auto")
+            group.setdefault("master_weights", False)
             group.setdefault("weight_decay", 0.0)
             group.setdefault("loss_scale", 1.0)
             group.setdefault("grad_centralization", False)
@@ -336,6 +362,7 @@ class AMSGradV2(torch.optim.Optimizer):
             state_dict = from_torch_adam(state_dict, self.param_groups)
         saved_groups = state_dict.get("param_groups") if isinstance(state_dict, dict) else None
         states = state_dict.get("state") if isinstance(state_dict, dict) else None
+        masters: list[tuple[torch.Tensor, dict[str, Any]]] = []
         if (
             isinstance(saved_groups, list)
             and isinstance(states, dict)
@@ -347,11 +374,17 @@ class AMSGradV2(torch.optim.Optimizer):
                 ids = saved.get("params") if isinstance(saved, dict) else None
                 if not isinstance(ids, list) or len(ids) != len(group["params"]):
                     continue  # torch.optim.Optimizer reports it, before changing anything
+                master_weights = saved.get("master_weights", False)  # the group as loaded
                 for param_index, (param, key) in enumerate(zip(group["params"], ids, strict=True)):
                     if key in states:
                         where = _param_label(group_index, param_index, param)
-                        check_state(where, param, states[key], loaded=True)
+                        master = torch_mixed.uses_master(param, master_weights)
+                        check_state(where, param, states[key], loaded=True, master=master)
+                        if master:
+                            masters.append((param, states[key]))
         super().load_state_dict(state_dict)
+        for param, saved_state in masters:  # cast to the parameter's dtype by torch: undone
+            torch_mixed.restore_loaded(self.state[param], saved_state, param)
 
     @torch.compiler.disable  # runs as it is inside compiled code (see docs/frameworks.md)
     @torch.no_grad()
@@ -429,6 +462,7 @@ class AMSGradV2(torch.optim.Optimizer):
         state (a new state goes to ``fresh``), compute its beta powers, and bucket it."""
         for group_index, group in enumerate(self.param_groups):
             beta1, beta2 = (np.float32(_scalar(beta)) for beta in group["betas"])
+            master_weights = group["master_weights"]
             for param_index, param in enumerate(group["params"]):
                 grad = param.grad
                 if grad is None:
@@ -440,6 +474,7 @@ class AMSGradV2(torch.optim.Optimizer):
                         f"of layout {grad.layout}; use dense gradients (e.g. "
                         "nn.Embedding(sparse=False))"
                     )
+                master = torch_mixed.uses_master(param, master_weights)
                 path = _check_param(
                     group_index,
                     param_index,
@@ -447,6 +482,7 @@ class AMSGradV2(torch.optim.Optimizer):
                     group["implementation"],
                     where,
                     group["capturable"],
+                    master,
                 )
                 kernel = path == "kernel"
                 if kernel and (param.is_neg() or param.is_conj()):
@@ -454,15 +490,18 @@ class AMSGradV2(torch.optim.Optimizer):
                         f"{where}: the parameter is a negated or conjugated view, which the "
                         "kernel cannot update in place; pass the tensor it views"
                     )
-                _check_grad(where, param, grad, kernel)
+                if master or param.is_complex():
+                    torch_mixed.check_grad(where, param, grad, master)
+                else:
+                    _check_grad(where, param, grad, kernel)
                 state = self.state.get(param)
                 if state:
-                    if not state_ok(param, state, group["capturable"]):
-                        check_state(where, param, state, loaded=False)
+                    if not state_ok(param, state, group["capturable"], master):
+                        check_state(where, param, state, loaded=False, master=master)
                     if not kernel:  # the kernel checks memory overlap itself
                         check_distinct(where, param, state)
                 else:
-                    state = fresh[param] = new_state(param)
+                    state = fresh[param] = new_state(param, master)
                 states[param] = state
                 if group["capturable"]:  # the device's tensors, advanced by _triton_update
                     powers[param] = device_powers(state, param.device)
@@ -477,7 +516,7 @@ class AMSGradV2(torch.optim.Optimizer):
                     group_index,
                     path,
                     param.device,
-                    param.dtype,
+                    torch_mixed.compute_dtype(param, master),
                     float(beta1_power),
                     float(beta2_power),
                     lr_at(group["lr"], state["step"], where),
@@ -512,6 +551,7 @@ class AMSGradV2(torch.optim.Optimizer):
             _scalar(group["eps"]),
             lists[4],
         )
+        torch_mixed.write_back(params, states)
         # The memory was written behind autograd's back: tell it, as an in-place op would (a
         # detached view shares its base's version counter).
         torch.autograd.graph.increment_version([local(param).detach() for param in params])
@@ -537,8 +577,10 @@ class AMSGradV2(torch.optim.Optimizer):
         beta2_power: np.float32,
         lr: Any,
     ) -> None:
-        """The same formula with torch operations, each rounded to the parameter's dtype."""
-        dtype, device = params[0].dtype, params[0].device
+        """The same formula with torch operations, each rounded to the parameter's dtype (the
+        dtype of the update: see :mod:`~amsgrad.adapters.torch_mixed`)."""
+        rows = [torch_mixed.operands(param, states[param], group) for param in params]
+        dtype, device = rows[0][0].dtype, rows[0][0].device
         beta1, beta2 = group["betas"]
         scalars = torch_scalars(
             dtype,
@@ -550,17 +592,11 @@ class AMSGradV2(torch.optim.Optimizer):
             _scalar(group["eps"]),
         )
         lr_t, one_minus_beta1, one_minus_beta2, eps = (s.to(device) for s in scalars)
-        for param in params:
-            state = states[param]
-            m, v, vhat = (local(state[name]) for name in ("m", "v", "vhat"))
-            grad = mindspore_grad(local(param), local(grad_of(param)), group)
-            if grad.is_neg():
-                grad = grad.resolve_neg()
+        for var, m, v, vhat, grad in rows:
             if grad.dtype != dtype:
                 grad = grad.to(dtype)
-            torch_update(
-                local(param), m, v, vhat, grad, lr_t, one_minus_beta1, one_minus_beta2, eps
-            )
+            torch_update(var, m, v, vhat, grad, lr_t, one_minus_beta1, one_minus_beta2, eps)
+        torch_mixed.write_back(params, states)
 
     # ----------------------------------------------------------------------- MindSpore files
 
@@ -720,17 +756,11 @@ def _check_hyper_values(
 def _kernel_lists(
     group: dict[str, Any], params: list[torch.Tensor], states: dict[torch.Tensor, dict[str, Any]]
 ) -> list[list[np.ndarray]]:
-    """The five lists of the multi-tensor kernel for ``params``: parameters, m, v, vhat as
-    views of the tensors' memory; gradients too (a negated view is resolved: grads are read)."""
-    moments = [states[param] for param in params]
-    grads = [mindspore_grad(local(p), local(grad_of(p)).detach(), group) for p in params]
-    return [
-        [local(param).detach().numpy() for param in params],
-        [local(state["m"]).numpy() for state in moments],
-        [local(state["v"]).numpy() for state in moments],
-        [local(state["vhat"]).numpy() for state in moments],
-        [(grad.resolve_neg() if grad.is_neg() else grad).numpy() for grad in grads],
-    ]
+    """The five lists of the multi-tensor kernel for ``params``: parameters (or their master
+    copies, or real views), m, v, vhat as views of the tensors' memory; gradients too (a
+    negated view is resolved: grads are read)."""
+    rows = [torch_mixed.operands(param, states[param], group) for param in params]
+    return [[tensor.numpy() for tensor in column] for column in zip(*rows, strict=True)]
 
 
 # --------------------------------------------------------------------------- helpers

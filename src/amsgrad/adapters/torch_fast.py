@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from amsgrad.adapters.torch_support import NUMPY_OF, mindspore_grad
+from amsgrad.adapters.torch_support import MASTER, NUMPY_OF, mindspore_grad
 from amsgrad.core.contract import fast_hyper
 from amsgrad.core.kernel import apply_addresses
 
@@ -60,6 +60,7 @@ def _settings(group: dict[str, Any]) -> tuple[Any, ...]:
         group.get("loss_scale"),
         group.get("maximize"),
         group.get("grad_centralization"),
+        group.get("master_weights"),
     )
 
 
@@ -142,7 +143,9 @@ def record(
     ``(group index, path, device, dtype, beta1_power, beta2_power, lr)``). A group gets a
     plan when its parameters with gradients formed one kernel bucket of plain, C-contiguous
     CPU tensors with C-contiguous state; a group without gradients gets None (nothing to do
-    while that lasts). Returns {} when some group cannot be planned."""
+    while that lasts). Returns {} when some group cannot be planned, among them a group with a
+    parameter updated in another dtype than its own (a float32 master copy, or a complex
+    parameter's real pairs: :mod:`~amsgrad.adapters.torch_mixed`)."""
     plans: dict[int, GroupPlan | None] = {}
     by_group: dict[int, list[torch.Tensor]] = {}
     for key, members in buckets.items():
@@ -160,6 +163,8 @@ def record(
         states = [optimizer.state[param] for param in params]
         for param, state in zip(params, states, strict=True):
             if type(param) not in _PLAIN or not param.is_contiguous():
+                return {}
+            if param.dtype not in NUMPY_OF or MASTER in state:
                 return {}
             if not all(type(t) in _PLAIN and t.is_contiguous() for t in _MOMENTS(state)):
                 return {}

@@ -65,6 +65,13 @@ def _slots(
                     f"{names[id(param)]!r}: {where}: a MindSpore optimizer checkpoint holds "
                     f"parameters of dtype {STATE_DTYPES_TEXT}"
                 )
+            if group.get("master_weights") and param.dtype == torch.float16:
+                raise TypeError(
+                    f"{names[id(param)]!r}: {where}: its group has master_weights=True, and a "
+                    "MindSpore optimizer checkpoint has no place for a float32 master copy "
+                    "(MindSpore's nn.Adam refuses float16 parameters); use master_weights=False "
+                    "for the parameters moved to or from MindSpore"
+                )
             held[id(param)] = param
     # The model's order (MindSpore writes its network's order, which a model defined the same
     # way shares); parameters shared under two names take the first.

@@ -38,6 +38,9 @@ def as_tensor_number(value: Any) -> float | None:
 #: The per-parameter state AMSGradV2 keeps; the moments are tensors like the parameter.
 STATE_KEYS = ("step", "beta1_power", "beta2_power", "m", "v", "vhat")
 MOMENTS = ("m", "v", "vhat")
+#: With ``master_weights`` (float16 and bfloat16 parameters): the float32 master copy, kept
+#: beside float32 moments.
+MASTER = "master"
 #: torch.optim.Adam's per-parameter state (amsgrad=True adds max_exp_avg_sq).
 ADAM_KEYS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
 
@@ -46,26 +49,51 @@ ADAM_KEYS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
 PLAIN = (torch.Tensor, torch.nn.Parameter)
 
 
-def new_state(param: torch.Tensor) -> dict[str, Any]:
+def new_state(param: torch.Tensor, master: bool = False) -> dict[str, Any]:
+    """A parameter's first state: zero moments like the parameter; with ``master``, a float32
+    copy of the parameter (exact: float16 and bfloat16 widen exactly) and float32 moments."""
+    like = param
+    extra: dict[str, torch.Tensor] = {}
+    if master:
+        like = param.detach().to(torch.float32, memory_format=torch.preserve_format, copy=True)
+        extra[MASTER] = like
     return {
         "step": 0,
         "beta1_power": 1.0,
         "beta2_power": 1.0,
-        **{name: torch.zeros_like(param, memory_format=torch.preserve_format) for name in MOMENTS},
+        **{name: torch.zeros_like(like, memory_format=torch.preserve_format) for name in MOMENTS},
+        **extra,
     }
 
 
-def state_problems(param: torch.Tensor, state: Any, loaded: bool) -> list[str]:
+def state_problems(
+    param: torch.Tensor, state: Any, loaded: bool, master: bool = False
+) -> list[str]:
     """What is wrong with one parameter's state (empty when nothing is). ``loaded``: a state
     being loaded, whose float tensors ``load_state_dict`` casts to the parameter's dtype and
-    device (so only their shapes are checked)."""
+    device (so only their shapes are checked, but for a master-weights state, whose tensors
+    must be float32). ``master``: the parameter is updated with master weights (its state holds
+    ``master`` and float32 moments)."""
     if not isinstance(state, dict):
         return [f"expected a dict, got {type(state).__name__}"]
     problems = []
-    missing = [key for key in STATE_KEYS if key not in state]
+    keys = (*STATE_KEYS, MASTER) if master else STATE_KEYS
+    missing = [key for key in keys if key not in state]
     if missing:
         problems.append(f"missing keys {', '.join(map(repr, missing))}")
-    for name in MOMENTS:
+    if master and MASTER not in state:
+        problems.append(
+            "master_weights=True keeps a float32 master copy of a float16 or bfloat16 parameter "
+            "in state['master'], with float32 m, v, vhat"
+        )
+    if not master and MASTER in state:
+        problems.append(
+            "'master' is a master-weights state (a float32 copy of the parameter), but this "
+            "parameter is not updated with master weights (its group's master_weights is False, "
+            "or its dtype is not float16 or bfloat16)"
+        )
+    dtype = torch.float32 if master else param.dtype
+    for name in (*MOMENTS, MASTER) if master else MOMENTS:
         if name not in state:
             continue
         tensor = state[name]
@@ -78,10 +106,16 @@ def state_problems(param: torch.Tensor, state: Any, loaded: bool) -> list[str]:
             )
         elif tensor.is_neg() or tensor.is_conj():
             problems.append(f"{name!r} is a negated or conjugated view, expected a plain tensor")
-        elif not loaded and (tensor.dtype, tensor.device) != (param.dtype, param.device):
+        elif master and tensor.dtype != torch.float32:
             problems.append(
-                f"{name!r} has dtype {tensor.dtype} on {tensor.device}, expected the "
-                f"parameter's dtype {param.dtype} on {param.device}"
+                f"{name!r} has dtype {tensor.dtype}, expected float32 (master_weights=True keeps "
+                "the master copy and the moments in float32)"
+            )
+        elif not loaded and (tensor.dtype, tensor.device) != (dtype, param.device):
+            whose = "the master-weights dtype" if master else "the parameter's dtype"
+            problems.append(
+                f"{name!r} has dtype {tensor.dtype} on {tensor.device}, expected {whose} "
+                f"{dtype} on {param.device}"
             )
     step = state.get("step", 0)
     if isinstance(step, torch.Tensor) and step.numel() == 1:
@@ -95,10 +129,13 @@ def state_problems(param: torch.Tensor, state: Any, loaded: bool) -> list[str]:
     return problems
 
 
-def state_ok(param: torch.Tensor, state: dict[str, Any], capturable: bool = False) -> bool:
+def state_ok(
+    param: torch.Tensor, state: dict[str, Any], capturable: bool = False, master: bool = False
+) -> bool:
     """The common case of :func:`state_problems`, quickly: the state as step() leaves it.
     ``capturable``: the beta powers are one-element float32 tensors on the parameter's device
-    (their values are not read: that would wait for the device)."""
+    (their values are not read: that would wait for the device). ``master``: the parameter is
+    updated through a float32 master copy (torch_mixed)."""
     step = state.get("step")
     if type(step) is not int or step < 0:
         return False
@@ -111,13 +148,20 @@ def state_ok(param: torch.Tensor, state: dict[str, Any], capturable: bool = Fals
             return False
     shape, dtype, device = param.shape, param.dtype, param.device
     kind = torch.Tensor if type(param) is torch.nn.Parameter else type(param.data)
-    for tensor in (state.get("m"), state.get("v"), state.get("vhat")):
+    tensors = [state.get("m"), state.get("v"), state.get("vhat")]
+    if master:
+        dtype = torch.float32
+        tensors.append(state.get(MASTER))
+    elif MASTER in state:
+        return False
+    for tensor in tensors:
         if (
             type(tensor) is not kind
             or tensor.dtype is not dtype
             or tensor.shape != shape
             or tensor.device != device
             or tensor.is_neg()
+            or tensor.is_conj()
         ):
             return False
     return True
@@ -140,9 +184,11 @@ def triton_available() -> bool:
     return importlib.util.find_spec("triton") is not None
 
 
-def check_state(where: Any, param: torch.Tensor, state: Any, loaded: bool) -> None:
+def check_state(
+    where: Any, param: torch.Tensor, state: Any, loaded: bool, master: bool = False
+) -> None:
     """Raise ValueError naming the parameter when its state is not AMSGradV2's."""
-    problems = state_problems(param, state, loaded)
+    problems = state_problems(param, state, loaded, master)
     if not problems:
         return
     text = f"{where}: the optimizer state is not AMSGradV2's: {'; '.join(problems)}"
@@ -160,7 +206,7 @@ def check_distinct(where: Any, param: torch.Tensor, state: dict[str, Any]) -> No
     """The parameter, m, v and vhat in four distinct memories (torch-operations path; checked
     for contiguous tensors, whose memory is one interval)."""
     tensors = [("the parameter", local(param))]
-    tensors += [(repr(name), local(state[name])) for name in MOMENTS]
+    tensors += [(repr(name), local(state[name])) for name in (*MOMENTS, MASTER) if name in state]
     if not all(tensor.is_contiguous() for _, tensor in tensors):
         return
     spans = [
@@ -246,9 +292,13 @@ def check_memory(
 
 
 def numpy_view(where: str, tensor: torch.Tensor) -> np.ndarray:
-    """The NumPy array of a CPU tensor's memory (no copy)."""
+    """The NumPy array of a CPU tensor's memory (no copy; bfloat16 seen as int16, which NumPy
+    holds: the memory is what matters)."""
     try:
-        return local(tensor).detach().numpy()
+        tensor = local(tensor).detach()
+        if tensor.dtype == torch.bfloat16:
+            tensor = tensor.view(torch.int16)
+        return tensor.numpy()
     except RuntimeError as error:  # a negated view, a tensor that NumPy cannot see
         raise ValueError(f"{where}: the kernel cannot update it in place ({error})") from None
 
@@ -633,11 +683,13 @@ GROUP_KEYS = (
     "capturable",
     "differentiable",
     "implementation",
+    "master_weights",
 )
 #: torch.optim.Adam's flags: the values honoured, and what to use instead of the others.
 _FLAGS = {
     "maximize": ((False, True), "a bool"),
     "grad_centralization": ((False, True), "a bool"),
+    "master_weights": ((False, True), "a bool"),
     "foreach": (
         (None, True),
         "None or True: the update always runs on all tensors of a bucket at once (choose the "
