@@ -115,7 +115,10 @@ def test_scenario_goals_are_ratios_within_the_run() -> None:
                 "one _many call": 1e-3,
             },
         },
-        {"scenario": "per-tensor", "seconds": {"_many 1000 x 1000": 2e-3, "one call on 1e6": 1e-3}},
+        {
+            "scenario": "per-tensor",
+            "seconds": {"_many 1000 x 1000": 2e-3, "one call on 1e6": 1e-3, "_many 1000 x 1": 1e-4},
+        },
         {"scenario": "jax-step", "error": "not installed: jax"},
         {
             "scenario": "torch-compile",
@@ -132,7 +135,10 @@ def test_scenario_goals_are_ratios_within_the_run() -> None:
         "optimizer step, 1000 x 1000 float32: AMSGradV2.step() >= 3x faster than torch fused": (
             "met"
         ),
-        "_many over 1000 x 1000 float32 <= 1.5x one call on 1e6": "not met",
+        "_many over 1000 x 1000 float32 (arrays allocated role by role) <= 1.5x one call on 1e6": (
+            "not met"
+        ),
+        "_many: cost per tensor <= 0.3 us (1000 tensors of 1 element)": "met",
         "jitted optax step on a 4 x 512 x 512 MLP: amsgrad_v2 <= 1.1x optax.amsgrad": (
             "not measured"
         ),
