@@ -53,6 +53,9 @@ def test_quick_run_writes_results(tmp_path: Path) -> None:
     assert set(scenario["seconds"]) == {"apply_adam_with_amsgrad_v2", "np.add(a, b, out=c)"}
     assert all(value > 0 for value in scenario["seconds"].values())
     assert "| single-call | np.add(a, b, out=c) |" in markdown
+    text = bench_report.readme(report)
+    assert text.startswith("| case | threads | amsgrad |")
+    assert "| single-call | np.add(a, b, out=c) |" in text and "Speed goals" in text
     single = [t for t in report["targets"] if "np.add" in t["target"]]
     assert single and single[0]["status"] in ("met", "not met")
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from amsgrad.apps.bench_worker import DTYPES, LABELS, PEERS, case_name, format_time
 
-__all__ = ["console", "markdown", "plot", "targets"]
+__all__ = ["console", "markdown", "plot", "readme", "targets"]
 
 
 def _lookup(
@@ -169,9 +169,15 @@ def _case_key(row: dict[str, Any]) -> tuple[int, int, int, int]:
     return (DTYPES.index(row["dtype"]), row["kind"] == "many", row["size"], row["threads"])
 
 
-def _summary_table(report: dict[str, Any]) -> list[str]:
-    """Pivot: one row per case and thread count, one column per peer (ns per element)."""
-    results = [row for row in report["results"] if row["status"] == "ok"]
+def _summary_table(report: dict[str, Any], sizes: tuple[int, ...] | None = None) -> list[str]:
+    """Pivot: one row per case and thread count, one column per peer (ns per element);
+    ``sizes``: only these single-tensor sizes (and the multi-tensor case)."""
+    results = [
+        row
+        for row in report["results"]
+        if row["status"] == "ok"
+        and (sizes is None or row["kind"] == "many" or row["size"] in sizes)
+    ]
     peers = [peer for peer in report["config"]["peers"] if any(r["peer"] == peer for r in results)]
     keys = sorted(
         {
@@ -308,6 +314,21 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def readme(report: dict[str, Any]) -> str:
+    """The README's speed tables from a run's report: the summary at 1e3, 1e5 and 1e7 and the
+    multi-tensor case, what users run, and the goals
+    (``python -m amsgrad.apps.bench_report results.json``)."""
+    lines = [
+        *_summary_table(report, sizes=(1_000, 100_000, 10_000_000)),
+        "",
+        *_scenario_lines(report)[2:],
+        "Speed goals, as ratios within that run:",
+        "",
+        *_target_lines(report),
+    ]
+    return "\n".join(lines)
+
+
 def console(report: dict[str, Any], out: Path) -> str:
     lines = [
         *_summary_table(report),
@@ -399,3 +420,10 @@ def plot(report: dict[str, Any], path: Path) -> str | None:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return None
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    print(readme(json.loads(Path(sys.argv[1]).read_text(encoding="utf-8"))))
