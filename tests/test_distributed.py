@@ -139,6 +139,23 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+#: What a rank says when its rendezvous port was taken by another process between
+#: _free_port() and the bind (the port is only reserved while probed): then a new port is tried.
+_PORT_TAKEN = ("address already in use", "eaddrinuse", "connection refused")
+
+
+def _spawn(mp, worker, *args):
+    """``mp.spawn(worker, (port, *args))`` on WORLD ranks; up to 3 ports when one was taken."""
+    for attempt in range(3):
+        try:
+            mp.spawn(worker, args=(_free_port(), *args), nprocs=WORLD, join=True)
+            return
+        except Exception as error:  # torch.multiprocessing.ProcessRaisedException and others
+            text = str(error).lower()
+            if attempt == 2 or not any(mark in text for mark in _PORT_TAKEN):
+                raise
+
+
 def _single_process_reference():
     """The same training in one process: AMSGradV2 on the averaged half-batch gradients."""
 
@@ -170,7 +187,7 @@ def test_zero_redundancy_optimizer_two_processes_bit_equal_to_one(tmp_path):
     previous = torch.get_num_threads()
     torch.set_num_threads(1)  # the same intra-op setting as the workers
     try:
-        mp.spawn(_zero_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD, join=True)
+        _spawn(mp, _zero_worker, str(tmp_path))
         model, opt = _single_process_reference()
     finally:
         torch.set_num_threads(previous)
@@ -213,12 +230,7 @@ def test_fsdp2_fully_shard_two_processes_bit_equal_to_one(tmp_path, implementati
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        mp.spawn(
-            _fsdp_worker,
-            args=(_free_port(), str(tmp_path), implementation),
-            nprocs=WORLD,
-            join=True,
-        )
+        _spawn(mp, _fsdp_worker, str(tmp_path), implementation)
         model, _ = _single_process_reference()
     finally:
         torch.set_num_threads(previous)
