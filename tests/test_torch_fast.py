@@ -329,3 +329,18 @@ def test_only_kernel_groups_get_plans(implementation):
             params[0].grad = torch.randn(4, dtype=torch.bfloat16)
             opt.step()
     assert opt._fast_plans == {}
+
+
+def test_on_the_numpy_backend_the_full_path_runs(fast_runs):
+    from amsgrad.core import kernel
+
+    previous = kernel.selected_backend()
+    kernel.select_backend("numpy")
+    try:
+        fast, full = _pair(lambda ps: ps)
+        for seed in range(3):
+            _step_both(fast, full, seed)
+            _assert_same(fast, full)
+    finally:
+        kernel.select_backend(previous)
+    assert fast_runs[0] == 0  # apply_addresses declined: every step took the full path
