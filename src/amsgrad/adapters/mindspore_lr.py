@@ -45,24 +45,38 @@ _F32 = np.float32
 
 
 def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    """An int > 0 (not a bool): TypeError for another type, ValueError for a value <= 0."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name}: expected an int > 0, got {value!r}")
+    if value <= 0:
         raise ValueError(f"{name}: expected an int > 0, got {value!r}")
     return value
 
 
-def _float(name: str, value: Any, low: float = 0.0, strict: bool = True) -> float:
-    """A Python float (MindSpore refuses ints here) above ``low`` (or at it, not ``strict``)."""
-    if not isinstance(value, float) or not math.isfinite(value):
-        raise TypeError(f"{name}: expected a finite float, got {value!r}")
-    if value < low or (strict and value == low):
-        raise ValueError(f"{name}: expected a float {'>' if strict else '>='} {low}, got {value}")
+def _float(name: str, value: Any, low: float | None = 0.0, strict: bool = True) -> float:
+    """A finite Python float (MindSpore refuses ints and bools here) above ``low`` (or at it,
+    not ``strict``; no bound with None): TypeError for another type, ValueError otherwise."""
+    bound = "" if low is None else f" {'>' if strict else '>='} {low}"
+    if not isinstance(value, float):
+        raise TypeError(f"{name}: expected a float{bound}, got {value!r}")
+    if not math.isfinite(value) or (low is not None and (value < low or (strict and value == low))):
+        raise ValueError(f"{name}: expected a finite float{bound}, got {value!r}")
     return value
+
+
+def _non_negative(name: str, value: Any) -> float:
+    return _float(name, value, strict=False)
 
 
 def _bool(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{name}: expected a bool, got {value!r}")
     return value
+
+
+def _lr_range(min_lr: float, max_lr: float) -> None:
+    if min_lr >= max_lr:
+        raise ValueError(f"max_lr: expected a float > min_lr ({min_lr}), got {max_lr!r}")
 
 
 def _decay_args(
@@ -97,8 +111,7 @@ def piecewise_constant_lr(milestone: Sequence[int], learning_rates: Sequence[flo
     previous = 0
     for index, (end, rate) in enumerate(zip(milestone, learning_rates, strict=True)):
         _positive_int(f"milestone[{index}]", end)
-        if not isinstance(rate, float):
-            raise TypeError(f"learning_rates[{index}]: expected a float, got {rate!r}")
+        _float(f"learning_rates[{index}]", rate, low=None)
         if end < previous:
             raise ValueError(
                 f"milestone[{index}] = {end} is below milestone[{index - 1}] = {previous}: "
@@ -182,13 +195,12 @@ def cosine_decay_lr(
 ) -> list[float]:
     """``min_lr + 0.5 * (max_lr - min_lr) * (1 + cos(pi * epoch / decay_epoch))`` per step,
     with ``epoch = min(floor(step / step_per_epoch), decay_epoch)``."""
-    low = _float("min_lr", min_lr, strict=False)
+    low = _non_negative("min_lr", min_lr)
     high = _float("max_lr", max_lr)
     total = _positive_int("total_step", total_step)
     per_epoch = _positive_int("step_per_epoch", step_per_epoch)
     epochs = _positive_int("decay_epoch", decay_epoch)
-    if low >= high:
-        raise ValueError(f"max_lr ({high}) must be greater than min_lr ({low})")
+    _lr_range(low, high)
     delta = 0.5 * (high - low)
     values = []
     for step in range(total):
@@ -211,7 +223,7 @@ def polynomial_decay_lr(
     decay_epoch)``; with ``update_decay_epoch`` the epoch is not clamped and ``decay_epoch``
     grows to the next multiple of itself instead."""
     lr = _float("learning_rate", learning_rate)
-    end = _float("end_learning_rate", end_learning_rate, strict=False)
+    end = _non_negative("end_learning_rate", end_learning_rate)
     exponent = _float("power", power)
     total = _positive_int("total_step", total_step)
     per_epoch = _positive_int("step_per_epoch", step_per_epoch)
@@ -233,8 +245,8 @@ def warmup_lr(
     learning_rate: float, total_step: int, step_per_epoch: int, warmup_epoch: int
 ) -> list[float]:
     """``learning_rate * epoch / warmup_epoch`` per step, with
-    ``epoch = min(floor(step / step_per_epoch), warmup_epoch)``."""
-    lr = _float("learning_rate", learning_rate)
+    ``epoch = min(floor(step / step_per_epoch), warmup_epoch)``; ``learning_rate`` may be 0."""
+    lr = _non_negative("learning_rate", learning_rate)
     total = _positive_int("total_step", total_step)
     per_epoch = _positive_int("step_per_epoch", step_per_epoch)
     epochs = _positive_int("warmup_epoch", warmup_epoch)
@@ -324,38 +336,68 @@ def _warmup(step: int, kw: dict[str, Any]) -> np.float32:
     return _f32(kw["learning_rate"]) * (_F32(min(step, steps)) / _f32(steps))
 
 
-#: The ``LearningRateSchedule`` cells :func:`schedule_values` evaluates, with their arguments.
-SCHEDULES = {
-    "ExponentialDecayLR": (_exponential, ("learning_rate", "decay_rate", "decay_steps")),
-    "NaturalExpDecayLR": (_natural_exp, ("learning_rate", "decay_rate", "decay_steps")),
-    "InverseDecayLR": (_inverse, ("learning_rate", "decay_rate", "decay_steps")),
-    "CosineDecayLR": (_cosine, ("min_lr", "max_lr", "decay_steps")),
+_Check = Callable[[str, Any], Any]
+_DECAY: dict[str, _Check] = {
+    "learning_rate": _float,
+    "decay_rate": _float,
+    "decay_steps": _positive_int,
+}
+#: Per schedule: its function, its required arguments and their checks, its optional ones
+#: (MindSpore 2.10's validators in ``nn/learning_rate_schedule.py``).
+_SPECS: dict[
+    str, tuple[Callable[[int, dict[str, Any]], np.float32], dict[str, _Check], dict[str, _Check]]
+] = {
+    "ExponentialDecayLR": (_exponential, _DECAY, {"is_stair": _bool}),
+    "NaturalExpDecayLR": (_natural_exp, _DECAY, {"is_stair": _bool}),
+    "InverseDecayLR": (_inverse, _DECAY, {"is_stair": _bool}),
+    "CosineDecayLR": (
+        _cosine,
+        {"min_lr": _non_negative, "max_lr": _float, "decay_steps": _positive_int},
+        {},
+    ),
     "PolynomialDecayLR": (
         _polynomial,
-        ("learning_rate", "end_learning_rate", "decay_steps", "power"),
+        {
+            "learning_rate": _float,
+            "end_learning_rate": _non_negative,
+            "decay_steps": _positive_int,
+            "power": _float,
+        },
+        {"update_decay_steps": _bool},
     ),
-    "WarmUpLR": (_warmup, ("learning_rate", "warmup_steps")),
+    "WarmUpLR": (_warmup, {"learning_rate": _non_negative, "warmup_steps": _positive_int}, {}),
 }
-_OPTIONAL = {"is_stair", "update_decay_steps"}
+#: The ``LearningRateSchedule`` cells :func:`schedule_values` evaluates, with their arguments.
+SCHEDULES = {name: (spec[0], tuple(spec[1])) for name, spec in _SPECS.items()}
+
+
+def _check_schedule_arguments(schedule: str, kwargs: dict[str, Any]) -> None:
+    """Refuse missing, unknown or invalid arguments of ``schedule`` as MindSpore does."""
+    _, required, optional = _SPECS[schedule]
+    missing = [name for name in required if name not in kwargs]
+    unknown = [name for name in kwargs if name not in required and name not in optional]
+    if missing or unknown:
+        accepted = ", ".join(required) + "".join(f", optionally {name}" for name in optional)
+        raise TypeError(
+            f"{schedule}: expected the arguments {accepted}"
+            + (f"; missing {', '.join(missing)}" if missing else "")
+            + (f"; unknown {', '.join(unknown)}" if unknown else "")
+        )
+    checks = {**required, **optional}
+    for name, value in kwargs.items():
+        checks[name](name, value)
+    if schedule == "CosineDecayLR":
+        _lr_range(kwargs["min_lr"], kwargs["max_lr"])
 
 
 def schedule_values(schedule: str, steps: int, **kwargs: Any) -> list[float]:
     """The learning rates of MindSpore's ``nn.<schedule>(**kwargs)`` at steps 0..steps-1, as
-    Python floats holding float32 values (for ``lr=[...]``)."""
-    if schedule not in SCHEDULES:
+    Python floats holding float32 values (for ``lr=[...]``). The arguments are checked first,
+    by MindSpore's rules (TypeError or ValueError naming the argument)."""
+    if not isinstance(schedule, str) or schedule not in SCHEDULES:
         raise ValueError(f"schedule: expected one of {', '.join(SCHEDULES)}, got {schedule!r}")
-    function, required = SCHEDULES[schedule]
-    missing = [name for name in required if name not in kwargs]
-    unknown = [name for name in kwargs if name not in required and name not in _OPTIONAL]
-    if missing or unknown:
-        raise TypeError(
-            f"{schedule}: expected the arguments {', '.join(required)}"
-            + (f"; missing {', '.join(missing)}" if missing else "")
-            + (f"; unknown {', '.join(unknown)}" if unknown else "")
-        )
-    for name in ("decay_steps", "warmup_steps"):
-        if name in kwargs:
-            _positive_int(name, kwargs[name])
     _positive_int("steps", steps)
+    _check_schedule_arguments(schedule, kwargs)
+    function = SCHEDULES[schedule][0]
     with np.errstate(over="ignore", under="ignore"):
         return [float(function(step, kwargs)) for step in range(steps)]
