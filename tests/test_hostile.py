@@ -314,6 +314,9 @@ def test_optimizers_convert_silently():
     p = torch.nn.Parameter(torch.zeros(3, dtype=torch.float16))
     p.grad = torch.ones(3, dtype=torch.float16)
     opt = AMSGradV2([p], lr=1e5, eps=1e-3)
+    with pytest.raises(ValueError, match=r"lr: 100000.0 overflows float16"):
+        opt.step()  # an lr that is inf in the parameters' dtype is refused by name
+    opt.param_groups[0]["lr"] = 6e4  # float16 holds it; the second update overflows
     with warnings.catch_warnings(), np.errstate(all="raise"):
         warnings.simplefilter("error")
         for _ in range(3):

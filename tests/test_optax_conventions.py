@@ -167,6 +167,11 @@ def test_inject_hyperparams_checks_the_values_it_can_read() -> None:
         ({"weight_decay": -0.1}, r"^weight_decay: expected a finite number >= 0"),
         ({"weight_decay": True}, r"^weight_decay: expected a finite number >= 0"),
         ({"loss_scale": float("inf")}, r"^loss_scale: expected a finite number > 0"),
+        ({"loss_scale": 1e-39}, r"^loss_scale: 1 / 1e-39 is inf in float32"),
+        (
+            {"weight_decay": 1e30, "loss_scale": 1e10},
+            r"^weight_decay: 1e\+30 \* 10000000000.0 is inf",
+        ),
     ],
 )
 def test_zero_d_arrays_are_checked_as_numbers(kwargs: dict[str, Any], match: str) -> None:
@@ -302,6 +307,27 @@ def test_complex_is_a_pair_of_reals(dtype: str) -> None:
                 assert_trees_bits_equal(real(getattr(s_c, name)["w"]), getattr(s_r, name)["w"])
             pc, pr = optax.apply_updates(pc, u_c), optax.apply_updates(pr, u_r)
             assert_trees_bits_equal(real(pc["w"]), pr["w"])
+
+
+@pytest.mark.parametrize("dtype", ["complex64", "complex128"])
+def test_complex_gradient_centralization_takes_the_complex_mean(dtype: str) -> None:
+    """grad_centralization on a complex leaf removes its complex mean per row (real and
+    imaginary parts averaged apart), and the rule reads the complex shape."""
+    with x64_if(dtype == "complex128"):
+        rng = np.random.default_rng(8)
+        leaves = {}
+        for name, shape in (("w", (4, 16)), ("u", (16, 2))):
+            parts = rng.standard_normal((2, *shape)) + np.array([3.0, 1.0]).reshape(2, 1, 1)
+            leaves[name] = jnp.asarray(parts[0] + 1j * parts[1]).astype(dtype)
+        params = jax.tree.map(jnp.zeros_like, leaves)
+        expected = dict(leaves)
+        mean = jnp.mean(leaves["w"], axis=1, keepdims=True)  # the complex mean
+        expected["w"] = leaves["w"] - mean
+        ours, _ = amsgrad_v2(1e-2, grad_centralization=True).update(
+            leaves, amsgrad_v2(1e-2, grad_centralization=True).init(params), params
+        )
+        want, _ = amsgrad_v2(1e-2).update(expected, amsgrad_v2(1e-2).init(params), params)
+        assert_trees_bits_equal(ours, want)
 
 
 # --------------------------------------------------------------------------- trees

@@ -416,6 +416,71 @@ def test_bad_group_hyper_parameter_names_the_group():
         AMSGradV2([{"params": [p]}, {"params": [q], "betas": (0.9, 1.5)}])
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"loss_scale": 1e-39}, r"^loss_scale: 1 / 1e-39 is inf in float32"),
+        ({"loss_scale": 1e39}, r"^loss_scale: 1e\+39 is inf in float32"),
+        ({"weight_decay": 1e20, "loss_scale": 1e20}, r"^weight_decay: 1e\+20 \* 1e\+20 is inf"),
+    ],
+)
+def test_decay_factors_that_overflow_float32_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        AMSGradV2([torch.nn.Parameter(torch.zeros(2))], **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "match"),
+    [
+        ("lr", -1.0, r"lr: expected a number >= 0, got -1.0"),
+        ("lr", float("nan"), r"lr: expected a number >= 0, got nan"),
+        ("lr", [0.1, 0.1, -0.5], r"lr: expected a number >= 0, got -0.5"),
+        ("eps", -1e-8, r"eps: expected a number >= 0"),
+        ("betas", (0.9, 1.5), r"betas\[1\] \(beta2\): expected a number in \[0, 1\)"),
+        ("weight_decay", -0.1, r"weight_decay: expected a finite number >= 0"),
+        ("loss_scale", 0.0, r"loss_scale: expected a finite number > 0"),
+        ("loss_scale", 1e-39, r"loss_scale: 1 / 1e-39 is inf in float32"),
+        ("lr", 1e5, r"lr: 100000.0 overflows float16"),
+    ],
+)
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-step", "full-step"])
+def test_group_edits_after_construction_are_checked_at_step(key, value, match, fast):
+    """A param group edited by hand (or by a scheduler) after the optimizer was built: the step
+    checks it as the constructor does, names it, and writes nothing."""
+    p = torch.nn.Parameter(torch.ones(4, dtype=torch.float16))
+    opt = AMSGradV2([p], lr=1e-3, eps=1e-4)
+    for _ in range(2):
+        p.grad = torch.ones(4, dtype=torch.float16)
+        opt.step()
+    assert bool(opt._fast_plans)
+    if not fast:
+        opt._fast_plans = {}
+    opt.param_groups[0][key] = value
+    before = (p.detach().clone(), {k: v for k, v in opt.state[p].items()})
+    before_moments = [opt.state[p][k].clone() for k in ("m", "v", "vhat")]
+    with pytest.raises(ValueError, match=r"^param_groups\[0\]\['params'\]\[0\].*" + match):
+        opt.step()
+    assert torch.equal(p.detach(), before[0])
+    assert opt.state[p]["step"] == before[1]["step"] == 2
+    for k, moment in zip(("m", "v", "vhat"), before_moments, strict=True):
+        assert torch.equal(opt.state[p][k], moment)
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-step", "full-step"])
+def test_betas_edited_to_a_non_pair_are_named(fast):
+    p = torch.nn.Parameter(torch.ones(4))
+    opt = AMSGradV2([p])
+    for _ in range(2):
+        p.grad = torch.ones(4)
+        opt.step()
+    if not fast:
+        opt._fast_plans = {}
+    opt.param_groups[0]["betas"] = (0.9,)
+    with pytest.raises(ValueError, match=r"^param_groups\[0\]: betas: expected a pair"):
+        opt.step()
+    assert opt.state[p]["step"] == 2
+
+
 def test_boundary_values_are_accepted():
     p = torch.nn.Parameter(torch.ones(2))
     opt = AMSGradV2([p], lr=0, betas=(0, 0), eps=0)

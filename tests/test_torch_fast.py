@@ -68,7 +68,7 @@ def _step_both(fast, full, seed, skip=()):
 def _assert_same(fast, full):
     (opt_a, params_a), (opt_b, params_b) = fast, full
     for a, b in zip(params_a, params_b, strict=True):
-        assert torch.equal(a.detach().view(-1), b.detach().view(-1)) or (
+        assert torch.equal(a.detach().reshape(-1), b.detach().reshape(-1)) or (
             a.numel() and np.array_equal(a.detach().numpy(), b.detach().numpy(), equal_nan=True)
         )
         state_a, state_b = opt_a.state.get(a), opt_b.state.get(b)
@@ -158,6 +158,63 @@ def _clear_state(opt, params):
     opt.state.clear()
 
 
+# Changes that keep every object and address: the fast step must see them all the same.
+
+
+def _transposed_data(opt, params):
+    params[4].data = params[4].data.transpose(0, 1)  # (4, 4, 2): same shape, same address
+
+
+def _dtype_view(opt, params):
+    params[5].data = params[5].data.view(torch.float16)  # same address, another dtype
+
+
+def _reshaped_data(opt, params):
+    params[0].data = params[0].data.view(3, 5)  # same address, another shape
+
+
+def _negated_data(opt, params):
+    params[1].data = params[1].data._neg_view()
+
+
+def _reshaped_grad(opt, params):
+    params[0].grad.data = params[0].grad.data.reshape(3, 5)  # torch checks `.grad =`, not this
+
+
+def _grad_of_another_dtype(opt, params):
+    params[1].grad_dtype = None  # torch's own check, lifted
+    params[1].grad = params[1].grad.double()
+
+
+def _resized_moment(opt, params):
+    opt.state[params[0]]["m"].resize_(4)  # shrunk in place: same address
+
+
+def _moment_dtype_view(opt, params):
+    opt.state[params[0]]["vhat"].data = opt.state[params[0]]["vhat"].data.view(torch.int32)
+
+
+def _float_step(opt, params):
+    opt.state[params[2]]["step"] = float(opt.state[params[2]]["step"])  # equal, not an int
+
+
+def _numpy_power(opt, params):
+    state = opt.state[params[2]]
+    state["beta2_power"] = np.float64(state["beta2_power"])  # equal, not a float
+
+
+def _capturable(opt, params):
+    opt.param_groups[0]["capturable"] = True
+
+
+def _fused(opt, params):
+    opt.param_groups[0]["fused"] = True
+
+
+def _differentiable(opt, params):
+    opt.param_groups[0]["differentiable"] = True
+
+
 CHANGES = [
     _swap_data,
     _drop_grad,
@@ -169,21 +226,49 @@ CHANGES = [
     _reload,
     _edit_counter,
     _clear_state,
+    _transposed_data,
+    _dtype_view,
+    _reshaped_data,
+    _negated_data,
+    _reshaped_grad,
+    _grad_of_another_dtype,
+    _resized_moment,
+    _moment_dtype_view,
+    _float_step,
+    _numpy_power,
+    _capturable,
+    _fused,
+    _differentiable,
 ]
+
+
+def _outcome(opt):
+    try:
+        opt.step()
+    except (TypeError, ValueError, RuntimeError) as error:
+        return type(error), str(error)
+    return None
 
 
 @pytest.mark.parametrize("change", CHANGES, ids=lambda f: f.__name__.strip("_"))
 def test_changes_between_steps_are_seen(change):
+    """After any change, the fast optimizer does what the full path does: the same update, or
+    the same error with nothing written."""
     fast, full = _pair(lambda ps: ps)
     for seed in range(3):
         _step_both(fast, full, seed)
+    assert fast[0]._fast_plans  # the fast optimizer takes the fast step if it still can
     for opt, params in (fast, full):
         for param, grad in zip(params, _grads(params, 3), strict=True):
             param.grad = grad
         change(opt, params)
-    fast[0].step()
+    before = _unchanged(*fast)
     full[0]._fast_plans = {}
-    full[0].step()
+    expected = _outcome(full[0])
+    assert _outcome(fast[0]) == expected
+    if expected is not None:
+        _assert_unchanged(*fast, before)
+        return
     _assert_same(fast, full)
     for seed in range(4, 6):  # and the steps after it
         _step_both(fast, full, seed)
@@ -213,6 +298,10 @@ def _stepped(**kwargs):
     return opt, params
 
 
+def _bits(tensor):
+    return tensor.detach().resolve_neg().contiguous().view(torch.uint8)
+
+
 def _unchanged(opt, params):
     return copy.deepcopy(opt.state_dict()), [p.detach().clone() for p in params]
 
@@ -220,7 +309,7 @@ def _unchanged(opt, params):
 def _assert_unchanged(opt, params, before):
     state, values = before
     for param, value in zip(params, values, strict=True):
-        assert torch.equal(param.detach(), value)
+        assert torch.equal(_bits(param), _bits(value))
     for key, entry in opt.state_dict()["state"].items():
         for name, value in entry.items():
             expected = state["state"][key][name]

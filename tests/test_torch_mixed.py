@@ -409,6 +409,31 @@ def test_complex_equals_the_operator_on_real_pairs(dtype, implementation, option
                 assert _same(torch.view_as_real(state), torch.from_numpy(getattr(ref, key)))
 
 
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@pytest.mark.parametrize("dtype", COMPLEX, ids=str)
+def test_complex_gradient_centralization_takes_the_complex_mean(dtype, implementation):
+    """With grad_centralization, a complex gradient loses its complex mean per row: the real
+    and imaginary parts are averaged apart (pooled, the two would mix), and the rule reads the
+    complex shape ((4, 16): centralized; (16, 2): its real view's shape[1] would be 16)."""
+    gen = torch.Generator().manual_seed(3)
+    params = [torch.nn.Parameter(_randn(shape, dtype, gen)) for shape in [(4, 16), (16, 2)]]
+    twins = [torch.nn.Parameter(p.detach().clone()) for p in params]
+    opt = AMSGradV2(params, lr=LR, grad_centralization=True, implementation=implementation)
+    plain = AMSGradV2(twins, lr=LR, implementation=implementation)
+    for _ in range(3):
+        grads = [_randn(p.shape, dtype, gen) + (3 + 1j) for p in params]  # a mean to remove
+        for param, twin, grad in zip(params, twins, grads, strict=True):
+            param.grad = grad
+            if grad.shape[1] % 16 == 0:  # the expected gradient, centralized by hand
+                mean = grad.to(torch.complex128).mean(dim=1, keepdim=True).to(dtype)
+                grad = grad - mean
+            twin.grad = grad
+        opt.step()
+        plain.step()
+        for param, twin in zip(params, twins, strict=True):
+            assert _same(torch.view_as_real(param.detach()), torch.view_as_real(twin.detach()))
+
+
 def test_complex_state_dict_round_trip():
     gen = torch.Generator().manual_seed(8)
     params = [torch.nn.Parameter(_randn(shape, torch.complex64, gen)) for shape in SHAPES]

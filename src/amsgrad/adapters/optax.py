@@ -263,12 +263,13 @@ def _unreal(y: jax.Array, dtype: np.dtype, kind: _Kind) -> jax.Array:
     return y.astype(dtype)
 
 
-def _centralized(g: jax.Array, dtype: np.dtype) -> jax.Array:
+def _centralized(g: jax.Array, dtype: np.dtype, pairs: bool = False) -> jax.Array:
     """``g - mean(g)`` over every axis but the first: the mean accumulated in float64 where JAX
     has it (``jax_enable_x64``), else in float32, rounded once to ``dtype``; the subtraction
-    rounded in ``dtype``."""
+    rounded in ``dtype``. ``pairs``: ``g`` holds a complex gradient as (..., 2) real pairs,
+    whose real and imaginary parts are averaged apart (the complex mean)."""
     wide = jnp.float64 if x64_enabled() else jnp.float32
-    axes = tuple(range(1, g.ndim))
+    axes = tuple(range(1, g.ndim - (1 if pairs else 0)))
     mean = jnp.mean(g.astype(wide), axis=axes, keepdims=True).astype(dtype)
     return rounded(g - mean)
 
@@ -479,8 +480,8 @@ def amsgrad_v2(
                 factor = jnp.asarray(wd32).astype(dtype)
                 decayed = rounded(rounded(_real(param, kind)) * factor) + rounded(g)
                 g = decayed if not _traced(wd32) else jnp.where(wd32 > 0, decayed, g)
-            if grad_centralization and centralizes(jnp.shape(g)):
-                g = _centralized(rounded(g), dtype)
+            if grad_centralization and centralizes(jnp.shape(grad)):  # complex: its own shape
+                g = _centralized(rounded(g), dtype, kind.pairs)
             if scales:
                 # Rounded first: XLA may fold (x * c1) * c2 into x * (c1 * c2) for constants.
                 g = rounded(g) * jnp.asarray(reciprocal).astype(dtype)

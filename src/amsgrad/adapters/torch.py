@@ -461,7 +461,13 @@ class AMSGradV2(torch.optim.Optimizer):
         """Step 1 of :meth:`step`: check every parameter with a gradient, its gradient and its
         state (a new state goes to ``fresh``), compute its beta powers, and bucket it."""
         for group_index, group in enumerate(self.param_groups):
-            beta1, beta2 = (np.float32(_scalar(beta)) for beta in group["betas"])
+            betas = group["betas"]
+            if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+                raise ValueError(
+                    f"param_groups[{group_index}]: betas: expected a pair (beta1, beta2) of "
+                    f"numbers, got {betas!r}"
+                )
+            beta1, beta2 = (np.float32(_scalar(beta)) for beta in betas)
             master_weights = group["master_weights"]
             for param_index, param in enumerate(group["params"]):
                 grad = param.grad
@@ -696,7 +702,8 @@ def _check_grad(where: Any, param: torch.Tensor, grad: torch.Tensor, kernel: boo
 def _check_group_hyper(group: dict[str, Any], where: Any, dtype: torch.dtype, lr: Any) -> None:
     """The group's hyper-parameters, converted as the update converts them: values of a type
     the operator refuses, and values that round to a degenerate update in ``dtype``."""
-    beta1, beta2 = group["betas"]
+    beta1, beta2 = group["betas"]  # a pair: _check_all
+    check_decay(f"{where}: ", group["weight_decay"], group["loss_scale"])  # edited since?
     if group["capturable"] and isinstance(lr, torch.Tensor):
         check_device_lr(where, lr, where.param.device)  # read by the kernel, not here
         lr = 0.0
@@ -714,7 +721,10 @@ def _check_group_hyper(group: dict[str, Any], where: Any, dtype: torch.dtype, lr
 def _fast_hyper_ok(group: dict[str, Any], dtype: torch.dtype, lr: Any) -> bool:
     """For the fast step: the group's hyper-parameters are Python floats that give a valid
     update in ``dtype`` (anything else takes the full path, which names the problem)."""
-    beta1, beta2 = group["betas"]
+    betas = group["betas"]
+    if type(betas) is not tuple or len(betas) != 2:
+        return False
+    beta1, beta2 = betas
     given = (lr, beta1, beta2, group["eps"])
     if not all(type(value) is float for value in given):
         return False
@@ -733,11 +743,15 @@ def _hyper_ok(lr: float, beta1: float, beta2: float, eps: float, dtype: torch.dt
 def _check_hyper_values(
     where: str, lr: Any, beta1: Any, beta2: Any, eps: Any, dtype: torch.dtype
 ) -> None:
+    """The checks of each step (the group may have been edited since it was built): the
+    ranges of the constructor, the operator's scalar rules, and the values that ``dtype``
+    turns into a degenerate update."""
     for name, value in zip(_NAMES, (lr, beta1, beta2, eps), strict=True):
         try:
             to_dtype(name, value, dtype)
         except (TypeError, ValueError) as error:
             raise type(error)(f"{where}{error}") from None
+    check_optimizer_hyper(lr, beta1, beta2, eps, names=_NAMES, where=where, read=as_tensor_number)
 
     def rounded(name: str, value: Any) -> float:
         return float(to_dtype(name, value, dtype).to(torch.float64).item())
@@ -750,6 +764,7 @@ def _check_hyper_values(
         names=_NAMES,
         where=where,
         rounded=rounded,
+        lr=lr,
     )
 
 

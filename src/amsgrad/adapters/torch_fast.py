@@ -9,13 +9,19 @@ group: the tensors (held, so their memory stays alive), their addresses and size
 the step count and beta powers all of them share. The next step calls :func:`prepare`, which
 re-checks only what can have changed since, at a few hundred nanoseconds per parameter:
 
-* the group's parameter list (the same tensors, in order), its decay, loss scale, maximize and
-  implementation settings; lr, betas and eps are read anew (schedulers change them);
-* each parameter's storage (its address: ``param.data = ...`` is seen);
-* each gradient: present exactly where it was, on the CPU, of the parameter's dtype and element
-  count, C-contiguous, not a negated view;
+* the group's parameter list (the same tensors, in order) and its other settings (decay, loss
+  scale, maximize, centralization, master weights, implementation, capturable, foreach, fused,
+  differentiable); lr, betas and eps are read anew (schedulers change them);
+* each parameter as it was: address, shape, dtype, C-contiguous, not a negated view
+  (``param.data = param.data.t()`` keeps the address and is seen);
+* each gradient: present exactly where it was, on the CPU, of the parameter's shape and dtype,
+  C-contiguous, not a negated view;
 * the optimizer's state: the same state object, each parameter's state dict the same object
-  holding the recorded step count and beta powers and the same m, v, vhat tensors.
+  holding the very step count and beta power objects that the last step stored (a ``2.0`` or a
+  NumPy float in their place goes to the full path, which refuses it) and the same m, v, vhat
+  tensors on the same memory (address, element count, dtype). A view of that memory in another
+  shape or order (``resize_`` to the same size, ``.data = m.t()``) changes nothing the kernel
+  does to it, so it is not looked at; the full path refuses it at the next full step.
 
 Anything else (a new parameter, a missing gradient, a strided one, a load_state_dict, a changed
 setting) returns None and the step runs the full path, which raises the precise error or
@@ -44,12 +50,14 @@ _IS_CPU = operator.attrgetter("is_cpu")
 _DTYPE = operator.attrgetter("dtype")
 _DATA_PTR = torch.Tensor.data_ptr
 _NUMEL = torch.Tensor.numel
-_NBYTES = operator.attrgetter("nbytes")
+_SHAPE = operator.attrgetter("shape")
 _IS_CONTIGUOUS = torch.Tensor.is_contiguous
 _IS_NEG = torch.Tensor.is_neg
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
 _MOMENTS = operator.itemgetter("m", "v", "vhat")
-_COUNTERS = operator.itemgetter("step", "beta1_power", "beta2_power")
+_STEP = operator.itemgetter("step")
+_BETA1_POWER = operator.itemgetter("beta1_power")
+_BETA2_POWER = operator.itemgetter("beta2_power")
 
 
 def _settings(group: dict[str, Any]) -> tuple[Any, ...]:
@@ -61,6 +69,10 @@ def _settings(group: dict[str, Any]) -> tuple[Any, ...]:
         group.get("maximize"),
         group.get("grad_centralization"),
         group.get("master_weights"),
+        group.get("capturable"),
+        group.get("differentiable"),
+        group.get("foreach"),
+        group.get("fused"),
     )
 
 
@@ -77,13 +89,14 @@ class GroupPlan:
         "dtypes",
         "flat",
         "flat_addresses",
+        "flat_sizes",
         "held",
         "moments",
-        "nbytes",
         "np_dtype",
         "param_addresses",
         "params",
         "settings",
+        "shapes",
         "sizes",
         "skipped",
         "state_map",
@@ -126,9 +139,17 @@ class GroupPlan:
         self.step = first["step"]
         self.beta1_power = first["beta1_power"]
         self.beta2_power = first["beta2_power"]
+        # One object per counter, shared by every state of the group: prepare() checks them
+        # by identity (a step of 2.0 or a NumPy beta power equals the recorded value, but the
+        # full path refuses it).
+        for state in states:
+            state["step"] = self.step
+            state["beta1_power"] = self.beta1_power
+            state["beta2_power"] = self.beta2_power
         self.param_addresses = list(map(_DATA_PTR, params))
         self.sizes = np.fromiter(map(_NUMEL, params), dtype=np.int64, count=len(params))
-        self.nbytes = list(map(_NBYTES, params))
+        self.shapes = list(map(_SHAPE, params))
+        self.flat_sizes = [size for size in map(_NUMEL, params) for _ in range(3)]
         table = np.empty((len(params), 5), dtype=np.int64)
         table[:, 0] = self.param_addresses
         for role in range(3):
@@ -161,6 +182,12 @@ def record(
             plans[group_index] = None
             continue
         states = [optimizer.state[param] for param in params]
+        counters = {
+            (type(s["step"]), type(s["beta1_power"]), type(s["beta2_power"])) for s in states
+        }
+        values = {(s["step"], s["beta1_power"], s["beta2_power"]) for s in states}
+        if counters != {(int, float, float)} or len(values) != 1:
+            return {}
         for param, state in zip(params, states, strict=True):
             if type(param) not in _PLAIN or not param.is_contiguous():
                 return {}
@@ -231,33 +258,51 @@ def _prepare_group(
     grads = list(map(_GRAD, params))
     try:
         if (
-            any(map(operator.is_, grads, repeat(None)))
+            # The parameters: where they were, as they were (`param.data = ...` may keep
+            # the address and change the view: a transpose, another dtype, another shape).
+            list(map(_DATA_PTR, params)) != plan.param_addresses
+            or list(map(_SHAPE, params)) != plan.shapes
+            or set(map(_DTYPE, params)) != plan.dtypes
+            or not all(map(_IS_CONTIGUOUS, params))
+            or any(map(_IS_NEG, params))
+            # The gradients: present, of the parameters' shape and dtype, on the CPU.
+            or any(map(operator.is_, grads, repeat(None)))
             or not all(map(_IS_CPU, grads))
+            or list(map(_SHAPE, grads)) != plan.shapes
             or set(map(_DTYPE, grads)) != plan.dtypes
             or not all(map(_IS_CONTIGUOUS, grads))
             or any(map(_IS_NEG, grads))
-            or list(map(_NBYTES, grads)) != plan.nbytes
-            or list(map(_DATA_PTR, params)) != plan.param_addresses
         ):
             return None
     except RuntimeError:  # a sparse or other layout without these properties
         return None
     states = list(map(optimizer.state.get, params))
+    flat = plan.flat
     try:
         if (
             not all(map(operator.is_, states, plan.states))
-            or set(map(_COUNTERS, states)) != {(plan.step, plan.beta1_power, plan.beta2_power)}
-            or not all(map(operator.is_, chain.from_iterable(map(_MOMENTS, states)), plan.flat))
-            or list(map(_DATA_PTR, plan.flat)) != plan.flat_addresses
+            or not all(map(operator.is_, map(_STEP, states), repeat(plan.step)))
+            or not all(map(operator.is_, map(_BETA1_POWER, states), repeat(plan.beta1_power)))
+            or not all(map(operator.is_, map(_BETA2_POWER, states), repeat(plan.beta2_power)))
+            or not all(map(operator.is_, chain.from_iterable(map(_MOMENTS, states)), flat))
+            # The state tensors on the memory they had: the same address, element count and
+            # dtype (resize_ or `.data = ...` keep the object). A view of that same memory in
+            # another shape or order leaves the update of each element as it was.
+            or list(map(_DATA_PTR, flat)) != plan.flat_addresses
+            or list(map(_NUMEL, flat)) != plan.flat_sizes
+            or set(map(_DTYPE, flat)) != plan.dtypes
         ):
             return None
-    except (KeyError, TypeError):  # an entry deleted, or made unhashable
+    except (KeyError, TypeError):  # an entry deleted
         return None
     if plan.transform:
         grads = [mindspore_grad(p, g, group) for p, g in zip(params, grads, strict=True)]
         if not all(map(_IS_CONTIGUOUS, grads)) or any(map(_IS_NEG, grads)):
             return None
-    beta1, beta2 = group["betas"]
+    betas = group["betas"]
+    if type(betas) is not tuple or len(betas) != 2:
+        return None
+    beta1, beta2 = betas
     lr = group["lr"]
     if isinstance(lr, list):
         if plan.step >= len(lr):

@@ -113,11 +113,12 @@ def operands(
     if master is not None:
         var = local(master)
         grad = grad.resolve_neg().to(torch.float32)
-    elif var.is_complex():
+    pairs = var.is_complex()
+    if pairs:
         var = torch.view_as_real(var)
         grad = torch.view_as_real(grad.resolve_conj().resolve_neg())
     m, v, vhat = (_real(local(state[name])) for name in MOMENTS)
-    grad = mindspore_grad(var, grad, group)
+    grad = mindspore_grad(var, grad, group, pairs)
     if grad.is_neg():
         grad = grad.resolve_neg()
     return var, m, v, vhat, grad

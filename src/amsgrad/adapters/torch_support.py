@@ -616,17 +616,21 @@ def _factor(value: float, like: torch.Tensor) -> torch.Tensor:
     return torch.tensor(exact, dtype=torch.float64).to(like.dtype).to(like.device)
 
 
-def mindspore_grad(param: torch.Tensor, grad: torch.Tensor, group: dict[str, Any]) -> torch.Tensor:
+def mindspore_grad(
+    param: torch.Tensor, grad: torch.Tensor, group: dict[str, Any], pairs: bool = False
+) -> torch.Tensor:
     """The gradient as MindSpore's ``nn.Adam`` hands it to the operator, in a new tensor (the
     given one is never written): ``grad = param * float32(wd * ls) + grad`` when
     ``wd * ls > 0``, then with ``grad_centralization`` :func:`centralized` (for gradients of
     rank >= 2 whose ``shape[1]`` is a multiple of 16), then ``grad = grad * float32(1 / ls)``
     when ``ls != 1``, each operation rounded to the parameter's dtype; with ``maximize``,
-    ``-grad`` first. Without any of them: ``grad`` itself."""
+    ``-grad`` first. Without any of them: ``grad`` itself. ``pairs``: the tensors are the real
+    views (``(..., 2)``) of complex ones, centralized as the complex numbers they hold."""
     weight_decay = float(group.get("weight_decay", 0.0))
     loss_scale = float(group.get("loss_scale", 1.0))
     decay = weight_decay * loss_scale
-    centralize = bool(group.get("grad_centralization")) and centralizes(grad.shape)
+    shape = grad.shape[:-1] if pairs else grad.shape
+    centralize = bool(group.get("grad_centralization")) and centralizes(shape)
     if group.get("maximize"):
         grad = torch.neg(grad)  # first, as torch.optim.Adam(maximize=True): a new tensor
     if decay <= 0 and loss_scale == 1.0 and not centralize:
@@ -637,18 +641,20 @@ def mindspore_grad(param: torch.Tensor, grad: torch.Tensor, group: dict[str, Any
     if decay > 0:
         grad = torch.mul(param.detach(), _factor(decay, param)).add_(grad)
     if centralize:
-        grad = centralized(grad)
+        grad = centralized(grad, pairs)
     if loss_scale != 1.0:
         grad = torch.mul(grad, _factor(1.0 / loss_scale, param))
     return grad
 
 
-def centralized(grad: torch.Tensor) -> torch.Tensor:
+def centralized(grad: torch.Tensor, pairs: bool = False) -> torch.Tensor:
     """MindSpore's ``Centralization`` (``y = x - mean(x)`` over every axis but the first, the
     mean kept per row), in a new tensor of ``grad``'s dtype. MindSpore has this kernel on
     Ascend only (its CPU backend raises), so its rounding is not known; here the mean is taken
-    in float64 and rounded once to the dtype, and the subtraction rounds in the dtype."""
-    axes = tuple(range(1, grad.ndim))
+    in float64 and rounded once to the dtype, and the subtraction rounds in the dtype.
+    ``pairs``: ``grad`` is the real view of a complex gradient (last axis: real, imaginary),
+    whose mean is complex: the two parts are averaged apart."""
+    axes = tuple(range(1, grad.ndim - (1 if pairs else 0)))
     mean = grad.to(torch.float64).mean(dim=axes, keepdim=True).to(grad.dtype)
     return torch.sub(grad, mean)
 

@@ -79,6 +79,7 @@ def check_hyper_in_dtype(
     where: str = "",
     rounded: Callable[[str, Any], float] | None = None,
     read: Callable[[Any], float | None] = as_number,
+    lr: Any = None,
 ) -> None:
     """Refuse hyper-parameters that the parameters' dtype turns into a degenerate update.
 
@@ -88,6 +89,8 @@ def check_hyper_in_dtype(
     divides by zero wherever vhat is 0 (NaN on the first step for a zero gradient). ``rounded``
     converts a value to ``dtype`` and back to a float (default: :func:`scalar_to_dtype`, for the
     NumPy dtypes); ``names``, ``where`` and ``read`` are those of :func:`check_optimizer_hyper`.
+    An ``lr`` or eps that overflows to inf in ``dtype`` (``lr=1e5`` in float16) makes every
+    update inf or NaN; ``lr`` is checked when given (a number; a schedule is not).
     Raises ValueError naming the hyper-parameter, its value and the dtype.
     """
     if rounded is None:
@@ -108,6 +111,13 @@ def check_hyper_in_dtype(
                 f"the {'first' if index == 1 else 'second'} moment never changes (the updates "
                 f"diverge); {advice}, or pass a value below 1 in {dtype}"
             )
+    for index, value in ((0, lr), (3, eps)):
+        number = None if value is None else read(value)
+        if number is not None and np.isfinite(number) and np.isinf(rounded(names[index], number)):
+            raise ValueError(
+                f"{where}{names[index]}: {value!r} overflows {dtype} (to inf), so every update "
+                f"is inf or NaN; {advice}, or pass a value that {dtype} can hold"
+            )
     number = read(eps)
     if number is not None and number > 0 and rounded(names[3], number) == 0:
         raise ValueError(
@@ -119,7 +129,9 @@ def check_hyper_in_dtype(
 
 def check_decay(where: str, weight_decay: Any, loss_scale: Any) -> None:
     """``weight_decay`` a finite number >= 0 and ``loss_scale`` a finite number > 0 (plain
-    numbers: MindSpore builds its float32 factors from them once)."""
+    numbers: MindSpore builds its float32 factors from them once), whose float32 factors
+    (``loss_scale``, ``1 / loss_scale`` and ``weight_decay * loss_scale``) are finite and the
+    reciprocal not 0: otherwise every update is inf or NaN, or the gradients vanish."""
     checks = (("weight_decay", weight_decay, True), ("loss_scale", loss_scale, False))
     for name, value, low_ok in checks:
         number = as_number(value)
@@ -132,6 +144,21 @@ def check_decay(where: str, weight_decay: Any, loss_scale: Any) -> None:
         ):
             bound = ">= 0" if low_ok else "> 0"
             raise ValueError(f"{where}{name}: expected a finite number {bound}, got {value!r}")
+    decay, scale = float(weight_decay), float(loss_scale)
+    with np.errstate(over="ignore", under="ignore"):
+        factors = (
+            ("loss_scale", np.float32(scale), f"{loss_scale!r}"),
+            ("loss_scale", np.float32(1.0 / scale), f"1 / {loss_scale!r}"),
+            ("weight_decay", np.float32(decay * scale), f"{weight_decay!r} * {loss_scale!r}"),
+        )
+    for name, factor, shown in factors:
+        if not np.isfinite(factor) or (factor == 0 and shown.startswith("1 /")):
+            raise ValueError(
+                f"{where}{name}: {shown} is {'0' if factor == 0 else 'inf'} in float32, the "
+                "dtype MindSpore computes the loss scale and decay factors in; expected a "
+                "loss_scale whose reciprocal float32 holds, and weight_decay * loss_scale "
+                f"below {float(np.finfo(np.float32).max):.7g}"
+            )
 
 
 def centralizes(shape: Sequence[int]) -> bool:
