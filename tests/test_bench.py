@@ -187,3 +187,14 @@ def test_jax_step_scenario_reports_step_and_compile_medians() -> None:
     assert all(value > 0 for value in (*result["seconds"].values(), *result["compile"].values()))
     statuses = [g["status"] for g in bench_scenarios.goals([result]) if "optax" in g["target"]]
     assert len(statuses) == 2 and set(statuses) <= {"met", "not met"}
+
+
+def test_cases_that_were_not_measured_say_why(tmp_path: Path, capsys) -> None:
+    """A size beyond this machine's memory is skipped, and the console says so (not an empty
+    table)."""
+    argv = ["--sizes", "1e13", "--dtypes", "float32", "--threads", "1", "--many", "none"]
+    argv += ["--peers", "amsgrad", "--scenarios", "none", "--no-plot", "--out", str(tmp_path)]
+    assert bench.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "No case was measured." in out
+    assert "- float32 1e13, amsgrad, threads 1: skipped: needs about" in out

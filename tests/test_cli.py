@@ -255,6 +255,20 @@ def test_error_messages_name_the_problem(capsys):
     assert "frobnicate" in err
 
 
+@pytest.mark.parametrize(
+    ("argv", "hint"),
+    [
+        (["demo", "extra"], "amsgrad demo --help"),
+        (["reproduce", "reddi2018", "--bogus"], "amsgrad reproduce reddi2018 --help"),
+        (["bench", "extra"], "amsgrad bench --help"),
+    ],
+)
+def test_unknown_arguments_point_to_their_commands_help(capsys, argv, hint):
+    status, _, err = _run(capsys, argv)
+    assert status == 2
+    assert f"unrecognized arguments: {argv[-1]} (see '{hint}')" in err
+
+
 def test_unexpected_error_is_one_line_and_status_1(capsys, monkeypatch):
     def broken(**kwargs):
         raise RuntimeError("something broke\nover two lines")

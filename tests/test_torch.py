@@ -402,6 +402,7 @@ def test_sparse_gradients_are_refused_before_anything_is_written():
         ({"betas": (0.9,)}, r"^betas: expected a pair"),
         ({"betas": 0.9}, r"^betas: expected a pair"),
         ({"eps": -1e-8}, r"^eps: expected a number >= 0"),
+        ({"lr": [0.1, -1.0]}, r"^lr\[1\]: expected a number >= 0, got -1.0$"),
         ({"implementation": "cuda"}, r"^implementation: expected one of"),
     ],
 )

@@ -383,6 +383,28 @@ def test_master_weights_refused_by_mindspore_checkpoints(tmp_path):
     assert not (tmp_path / "x.ckpt").exists()
 
 
+def test_a_parameter_edited_outside_the_optimizer_follows_the_master_copy():
+    """As docs/frameworks.md says: the step reads the master copy (an edit of the parameter is
+    overwritten), and copying the edit into the master makes the next step start from it."""
+    p = torch.nn.Parameter(torch.ones(8, dtype=torch.bfloat16))
+    opt = AMSGradV2([p], lr=LR, master_weights=True)
+    for _ in range(2):
+        p.grad = torch.ones(8, dtype=torch.bfloat16)
+        opt.step()
+    with torch.no_grad():
+        p.fill_(5.0)  # say, weights loaded from elsewhere
+    p.grad = torch.ones(8, dtype=torch.bfloat16)
+    opt.step()
+    assert torch.equal(p.detach(), opt.state[p]["master"].to(torch.bfloat16))
+    assert float(p.detach()[0]) < 1.0  # the edit is gone
+    with torch.no_grad():
+        p.fill_(5.0)
+        opt.state[p]["master"].copy_(p)
+    p.grad = torch.ones(8, dtype=torch.bfloat16)
+    opt.step()
+    assert 4.9 < float(opt.state[p]["master"][0]) < 5.0  # one small step from the edit
+
+
 # --------------------------------------------------------------------------- complex
 
 

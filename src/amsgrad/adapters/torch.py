@@ -118,19 +118,23 @@ _NAMES = ("lr", "betas[0] (beta1)", "betas[1] (beta2)", "eps")
 # --------------------------------------------------------------------------- argument checks
 
 
-def _check_hyper(where: str, lr: Any, betas: Any, eps: Any, implementation: Any) -> None:
-    """Validate one set of hyper-parameters; ``where`` prefixes the names (a group's index)."""
+def _check_hyper(
+    where: str, lr: Any, betas: Any, eps: Any, implementation: Any, lr_name: str = "lr"
+) -> None:
+    """Validate one set of hyper-parameters; ``where`` prefixes the names (a group's index);
+    ``lr_name``: how lr is named (``lr[3]``, an entry of a per-step list)."""
     if not isinstance(betas, (tuple, list)) or len(betas) != 2:
         raise ValueError(f"{where}betas: expected a pair (beta1, beta2) of numbers, got {betas!r}")
     if isinstance(lr, (list, tuple)):
         if not lr:
             raise ValueError(f"{where}lr: an empty list of per-step learning rates")
         for index, value in enumerate(lr):
-            _check_hyper(f"{where}lr[{index}]: ", value, betas, eps, implementation)
+            _check_hyper(where, value, betas, eps, implementation, f"lr[{index}]")
         return
     check_optimizer_hyper(
-        lr, betas[0], betas[1], eps, names=_NAMES, where=where, read=as_tensor_number
-    )
+        lr, betas[0], betas[1], eps, names=(lr_name, *_NAMES[1:]), where=where,
+        read=as_tensor_number,
+    )  # fmt: skip
     if implementation not in _IMPLEMENTATIONS:
         raise ValueError(
             f"{where}implementation: expected one of {', '.join(map(repr, _IMPLEMENTATIONS))}, "
@@ -241,6 +245,8 @@ class AMSGradV2(torch.optim.Optimizer):
       master_weights: when True, float16 and bfloat16 parameters are updated through a float32
         master copy kept in the state (T below is then float32, and the parameter receives the
         copy rounded to its dtype after each step); parameters of other dtypes are unaffected.
+        The step reads the master copy, not the parameter: after changing such a parameter
+        outside the optimizer, copy it into ``state[p]["master"]`` (docs/frameworks.md).
 
     Per update and parameter (T is the parameter's dtype, every operation rounded to T)::
 

@@ -329,9 +329,29 @@ def readme(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _unmeasured_lines(report: dict[str, Any]) -> list[str]:
+    """One line per case a peer did not time (skipped for memory, not installed, failed), with
+    why; consecutive thread counts of one case and peer share a line."""
+    seen: dict[tuple[str, str, str], list[str]] = {}
+    for row in report["results"]:
+        if row["status"] == "ok":
+            continue
+        note = str(row.get("note") or "")
+        why = note if note.startswith(row["status"]) else f"{row['status']}: {note}".rstrip(": ")
+        key = (case_name(row), LABELS[row["peer"]], why)
+        seen.setdefault(key, []).append(str(row["threads"]))
+    return [
+        f"  - {case}, {label}, threads {','.join(threads)}: {why}"
+        for (case, label, why), threads in seen.items()
+    ]
+
+
 def console(report: dict[str, Any], out: Path) -> str:
+    table = _summary_table(report)
+    unmeasured = _unmeasured_lines(report)
     lines = [
-        *_summary_table(report),
+        *(table if len(table) > 2 else ["No case was measured."]),
+        *(["", "Not measured:", *unmeasured] if unmeasured else []),
         "",
         "Speed goals:",
         *(f"  {t['status']:>12}: {t['target']} ({t['detail']})" for t in report["targets"]),

@@ -321,7 +321,12 @@ def _dispatch(argv: list[str]) -> int:
     if argv and argv[0] == "bench":  # everything after it belongs to amsgrad.apps.bench
         return _run_bench(argv[1:])
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # named against the command they were given to, whose --help lists its own
+        prog = " ".join(
+            [parser.prog, *(str(w) for w in (args.command, getattr(args, "experiment", None)) if w)]
+        )
+        raise UsageError(f"unrecognized arguments: {' '.join(extra)} (see '{prog} --help')")
     if args.command is None:
         raise UsageError("a command is required: demo, reproduce or bench (see 'amsgrad --help')")
     if args.command == "reproduce" and args.experiment is None:
