@@ -220,3 +220,143 @@ def test_write_then_read(tmp_path: Path) -> None:
     listed = OptimizerState(**{**vars(state), "learning_rates": {"learning_rate": np.ones(3)}})
     write_state(tmp_path / "list.ckpt", slots, listed)
     assert list(load_checkpoint(tmp_path / "list.ckpt"))[-1] == "learning_rate"
+
+
+def test_checked_counters_fit_mindspores_int32_step_and_float32_powers() -> None:
+    from amsgrad.adapters.mindspore_state import checked_beta_power, checked_global_step
+
+    assert checked_global_step(np.uint32(2**31 - 1)) == 2**31 - 1
+    assert checked_global_step(0) == 0
+    for step in (2**31, np.uint32(2**32 - 1), np.int64(-1), 2**70):
+        with pytest.raises(
+            ValueError, match=rf"^global_step is {int(step)}, expected an int in \[0, 2\*\*31 - 1\]"
+        ):
+            checked_global_step(step)
+    with pytest.raises(ValueError, match=r"^state: count is True, expected an int"):
+        checked_global_step(True, "state: count")
+    assert checked_beta_power(np.float64(0.25), "beta1_power") == np.float32(0.25)
+    assert checked_beta_power(0.0, "beta2_power") == 0 and checked_beta_power(1, "x") == 1
+    for value, text in ((np.nan, "nan"), (1.5, "1.5"), (-0.1, "-0.1"), (np.inf, "inf")):
+        with pytest.raises(
+            ValueError,
+            match=rf"^beta2_power is {text}, expected a finite number in \[0, 1\] \(MindSpore's "
+            r"beta2_power is float32\)",
+        ):
+            checked_beta_power(value, "beta2_power")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "words"),
+    [
+        (
+            "global_step",
+            2**31,
+            "state: global_step is 2147483648, expected an int in [0, 2**31 - 1]",
+        ),
+        ("beta1_power", np.float32(np.nan), "state: beta1_power is nan, expected a finite number"),
+        ("beta2_power", 1.5, "state: beta2_power is 1.5, expected a finite number in [0, 1]"),
+        (
+            "learning_rates",
+            {"learning_rate": np.ones((2, 2), np.float32)},
+            "state: learning_rates['learning_rate']: expected a number or a per-step list",
+        ),
+        (
+            "learning_rates",
+            {"learning_rate": np.array(np.nan, np.float32)},
+            "state: learning_rates['learning_rate']: expected a learning rate >= 0",
+        ),
+    ],
+)
+def test_write_state_refuses_what_mindspore_cannot_hold(
+    field: str, value: object, words: str, tmp_path: Path
+) -> None:
+    slots, tensors = small()
+    state = OptimizerState(**{**vars(read_state(tensors, slots)), field: value})
+    with pytest.raises(ValueError) as info:
+        write_state(tmp_path / "x.ckpt", slots, state)
+    assert words in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+#: A checkpoint's learning-rate entries that are not what MindSpore writes, and what the message
+#: names.
+ODD_LEARNING_RATES = [
+    ("learning_rate", np.array(np.nan, F32), "'learning_rate' is nan"),
+    ("learning_rate", np.array(-0.5, F32), "'learning_rate' is -0.5"),
+    ("learning_rate", np.array([0.01, np.inf], F32), "a list of 2 holding inf at [1]"),
+    ("learning_rate", np.array(0.01), "'learning_rate' is float64 ()"),
+    ("learning_rate", np.array([1], np.int32), "'learning_rate' is int32 (1,)"),
+    ("learning_rate", np.full((2, 2), 0.01, F32), "'learning_rate' is float32 (2, 2)"),
+    ("learning_rate", np.zeros(0, F32), "'learning_rate' is float32 (0,)"),
+    ("learning_rate", np.array(["x"]), "'learning_rate' is not a numeric array"),
+    ("learning_rate_group_1", np.array(0.01, np.float16), "'learning_rate_group_1' is float16"),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "words"), ODD_LEARNING_RATES)
+@pytest.mark.parametrize("policy", ["warn", "raise"])
+def test_learning_rate_entries_that_cannot_be_compared_are_refused(
+    name: str, value: np.ndarray, words: str, policy: str
+) -> None:
+    slots, tensors = small()
+    tensors[name] = value
+    stored = read_state(tensors, slots).learning_rates  # read as they are
+    with pytest.raises(ValueError) as info:
+        check_learning_rates(stored, [("group 0", 0.01)], policy)
+    text = str(info.value)
+    assert text.startswith("checkpoint: ") and words in text
+    assert "expected float32 () (a constant learning rate) or float32 (steps,)" in text
+    assert "lr_mismatch='ignore'" in text
+    check_learning_rates(stored, [("group 0", 0.01)], "ignore")
+
+
+def test_learning_rate_entries_mindspore_writes_are_compared() -> None:
+    one = {"learning_rate": np.array([0.01], F32)}  # a per-step list of one step
+    check_learning_rates(one, [("group 0", [0.01])], "raise")
+    with pytest.raises(ValueError, match=r"group 0 has lr 0\.00999"):
+        check_learning_rates(one, [("group 0", 0.01)], "raise")  # a list is not a constant
+    swapped = {"learning_rate": np.array(0.01, F32).astype(">f4")}
+    check_learning_rates(swapped, [("group 0", 0.01)], "raise")
+    groups = {
+        "learning_rate_group_0": np.array(0.1, F32),
+        "learning_rate_group_1": np.zeros(3, F32),
+    }
+    check_learning_rates(groups, [("a", 0.1), ("b", [0.0, 0.0, 0.0])], "raise")
+
+
+@pytest.mark.parametrize(
+    ("lr", "error", "words"),
+    [
+        ([[0.1]], TypeError, "learning_rate[0]: expected a number or a per-step list of numbers"),
+        (
+            "0.1",
+            TypeError,
+            "learning_rate: expected a number or a per-step list of numbers, got str",
+        ),
+        (True, TypeError, "got bool"),
+        (lambda count: 0.1, TypeError, "got function"),
+        ([0.1, None], TypeError, "learning_rate[1]: expected a number"),
+        (np.ones((2, 2)), ValueError, "got an array of shape (2, 2)"),
+        ([], ValueError, "learning_rate: expected a number or a per-step list, got an empty list"),
+        (
+            float("nan"),
+            ValueError,
+            "learning_rate: expected a learning rate >= 0, finite in float32",
+        ),
+        (-0.1, ValueError, "got -0.1"),
+        ([0.1, 1e39], ValueError, "learning_rate[1]: expected a learning rate >= 0"),
+    ],
+)
+def test_learning_rate_entry_refuses_what_is_not_an_lr(lr: object, error: type, words: str) -> None:
+    with pytest.raises(error) as info:
+        learning_rate_entry([lr])
+    assert words in str(info.value)
+
+
+def test_learning_rate_entry_of_arrays_and_labels() -> None:
+    assert (
+        learning_rate_entry([np.array([0.1, 0.2])]).tobytes() == np.array([0.1, 0.2], F32).tobytes()
+    )
+    assert learning_rate_entry([np.float64(0.5)]).shape == ()
+    with pytest.raises(ValueError, match=r"^param_groups\[1\]\['lr'\]: expected a learning rate"):
+        learning_rate_entry([0.1, -1.0], ["param_groups[0]['lr']", "param_groups[1]['lr']"])

@@ -170,3 +170,106 @@ def test_wrong_entries_and_states_are_named(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"state\.m: the leaf 'fc2\.bias' is float32 \(5,\)"):
         save_mindspore(tmp_path / "x.ckpt", params, wide)
     assert not (tmp_path / "x.ckpt").exists()
+
+
+def small_state() -> tuple[dict[str, Any], AmsgradV2State]:
+    params = {"w": jnp.ones(3, jnp.float32)}
+    return params, amsgrad_v2(0.1).init(params)
+
+
+@pytest.mark.parametrize(
+    "count", [2**31, np.uint32(2**32 - 1), np.int64(2**31), np.uint64(2**63), 2**70, -1]
+)
+def test_save_refuses_a_count_beyond_mindspores_int32_global_step(
+    count: Any, tmp_path: Path
+) -> None:
+    params, state = small_state()
+    with pytest.raises(
+        ValueError,
+        match=rf"^state: count is {int(count)}, expected an int in \[0, 2\*\*31 - 1\] "
+        r"\(MindSpore's global_step is int32\)",
+    ):
+        save_mindspore(tmp_path / "x.ckpt", params, state._replace(count=count))
+    assert list(tmp_path.iterdir()) == []
+    save_mindspore(tmp_path / "x.ckpt", params, state._replace(count=np.uint32(2**31 - 1)))
+    assert load_checkpoint(tmp_path / "x.ckpt")["global_step"].tolist() == [2**31 - 1]
+
+
+@pytest.mark.parametrize("name", ["beta1_power", "beta2_power"])
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (np.float32(np.nan), "nan"),
+        (np.float32(np.inf), "inf"),
+        (jnp.float32(2.0), "2.0"),
+        (np.float32(-0.5), "-0.5"),
+        (np.float64(1e300), r"1e\+300"),
+    ],
+)
+def test_save_refuses_beta_powers_outside_0_1(
+    name: str, value: Any, text: str, tmp_path: Path
+) -> None:
+    params, state = small_state()
+    with pytest.raises(
+        ValueError,
+        match=rf"^state: {name} is {text}, expected a finite number in \[0, 1\] \(MindSpore's "
+        rf"{name} is float32\)",
+    ):
+        save_mindspore(tmp_path / "x.ckpt", params, state._replace(**{name: value}))
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("lr", "error", "words"),
+    [
+        (float("nan"), ValueError, "learning_rate: expected a learning rate >= 0"),
+        (-1.0, ValueError, "got -1.0"),
+        ([], ValueError, "got an empty list"),
+        (jnp.ones((2, 2)), ValueError, "got an array of shape (2, 2)"),
+        ([[0.1, 0.2]], TypeError, "learning_rate[0]: expected a number"),
+        (lambda count: 0.1, TypeError, "learning_rate: expected a number or a per-step list"),
+    ],
+)
+def test_save_refuses_a_learning_rate_mindspore_cannot_hold(
+    lr: Any, error: type, words: str, tmp_path: Path
+) -> None:
+    params, state = small_state()
+    with pytest.raises(error) as info:
+        save_mindspore(tmp_path / "x.ckpt", params, state, learning_rate=lr)
+    assert words in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+    save_mindspore(tmp_path / "x.ckpt", params, state, learning_rate=jnp.array([0.1, 0.2]))
+    saved = load_checkpoint(tmp_path / "x.ckpt")["learning_rate"]
+    assert saved.tobytes() == np.array([0.1, 0.2], np.float32).tobytes()
+
+
+@pytest.mark.parametrize(
+    ("params", "first", "second", "name"),
+    [
+        ({"a.b": 1.0, "a": {"b": 2.0}}, "['a']['b']", "['a.b']", "a.b"),
+        ({"x": [1.0, 2.0], "x.1": 3.0}, "['x'][1]", "['x.1']", "x.1"),
+        ({"a": {1: 1.0}, "a.1": 2.0}, "['a'][1]", "['a.1']", "a.1"),
+    ],
+)
+def test_leaves_of_the_same_name_are_refused(
+    params: Any, first: str, second: str, name: str, tmp_path: Path
+) -> None:
+    from amsgrad.adapters.optax_mindspore import tree_names
+
+    params = jax.tree_util.tree_map(lambda x: jnp.full(2, x, jnp.float32), params)
+    words = [
+        f"params: the leaves at {first} and {second} are both named {name!r}",
+        "rename a key",
+    ]
+    for call in (
+        lambda: tree_names(params),
+        lambda: save_mindspore(tmp_path / "x.ckpt", params, amsgrad_v2(0.1).init(params)),
+        lambda: save_mindspore(
+            tmp_path / "x.ckpt", params, amsgrad_v2(0.1).init(params), {name: "other"}
+        ),
+        lambda: load_mindspore({}, params),
+    ):
+        with pytest.raises(ValueError) as info:
+            call()
+        assert all(word in str(info.value) for word in words), str(info.value)
+    assert list(tmp_path.iterdir()) == []

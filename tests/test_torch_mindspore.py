@@ -296,3 +296,77 @@ def test_load_writes_the_parameters_dtype_and_device(tmp_path: Path) -> None:
     opt.step()
     assert opt.state[a]["step"] == 4
     assert opt.state[a]["beta1_power"] == float(np.float32(0.729) * np.float32(0.9))
+
+
+def stepped_two_parameters() -> tuple[torch.nn.Module, AMSGradV2, list[torch.nn.Parameter]]:
+    model, a, b = two_parameter_setup()
+    opt = AMSGradV2([a, b], lr=0.1)
+    a.grad, b.grad = torch.ones(3), torch.ones(2, dtype=torch.float64)
+    opt.step()
+    return model, opt, [a, b]
+
+
+@pytest.mark.parametrize("step", [2**31, 2**40, torch.tensor(2.0**31)])
+def test_save_refuses_a_step_beyond_mindspores_int32_global_step(step: Any, tmp_path: Path) -> None:
+    model, opt, params = stepped_two_parameters()
+    for param in params:
+        opt.state[param]["step"] = step
+    with pytest.raises(
+        ValueError,
+        match=rf"^'a': its state 'step' is {int(step)}, expected an int in \[0, 2\*\*31 - 1\] "
+        r"\(MindSpore's global_step is int32\)",
+    ):
+        opt.save_mindspore(tmp_path / "x.ckpt", model)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["beta1_power", "beta2_power"])
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(float("nan"), "nan"), (float("inf"), "inf"), (1.5, "1.5"), (torch.tensor(-0.5), "-0.5")],
+)
+def test_save_refuses_beta_powers_outside_0_1(
+    name: str, value: Any, text: str, tmp_path: Path
+) -> None:
+    model, opt, params = stepped_two_parameters()
+    for param in params:
+        opt.state[param][name] = value
+    with pytest.raises(
+        ValueError,
+        match=rf"^'a': its state '{name}' is {text}, expected a finite number in \[0, 1\] "
+        rf"\(MindSpore's {name} is float32\)",
+    ):
+        opt.save_mindspore(tmp_path / "x.ckpt", model)
+    assert list(tmp_path.iterdir()) == []
+
+
+ODD_LEARNING_RATES = [
+    (np.array([0.001, 0.002], np.float64), "'learning_rate' is float64 (2,)"),
+    (np.array(np.nan, np.float32), "'learning_rate' is nan"),
+    (np.array(-0.5, np.float32), "'learning_rate' is -0.5"),
+    (np.array(1, np.int32), "'learning_rate' is int32 ()"),
+    (np.full((1, 1), 0.001, np.float32), "'learning_rate' is float32 (1, 1)"),
+    (np.array([0.001, np.nan], np.float32), "a list of 2 holding nan at [1]"),
+]
+
+
+@pytest.mark.parametrize(("value", "words"), ODD_LEARNING_RATES)
+@pytest.mark.parametrize("policy", ["warn", "raise"])
+def test_an_odd_learning_rate_entry_is_refused_and_nothing_changes(
+    value: np.ndarray, words: str, policy: str
+) -> None:
+    _, arrays, opt, params, model = setup(DEFAULTS)
+    step(arrays, opt, params, 1)
+    tensors = load_checkpoint(DEFAULTS_FILE)
+    tensors["learning_rate"] = value
+    before = snapshot(opt, params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError) as info:
+            opt.load_mindspore(tensors, model, lr_mismatch=policy)
+    text = str(info.value)
+    assert text.startswith("checkpoint: ") and words in text, text
+    assert "expected float32 () (a constant learning rate) or float32 (steps,)" in text
+    assert unchanged(before, snapshot(opt, params))
+    opt.load_mindspore(tensors, model, lr_mismatch="ignore")  # not compared: loaded
+    assert opt.state[params["fc1.weight"]]["step"] == DEFAULTS["after_steps"]

@@ -22,7 +22,9 @@ returned (all-or-nothing), reducing per-parameter counters to MindSpore's single
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -39,6 +41,8 @@ __all__ = [
     "OptimizerState",
     "Slot",
     "check_learning_rates",
+    "checked_beta_power",
+    "checked_global_step",
     "common_counters",
     "learning_rate_entry",
     "map_names",
@@ -55,6 +59,14 @@ NameMap = Mapping[str, str] | Callable[[str], str] | None
 
 _INT32_MAX = 2**31 - 1
 _MAX_LISTED = 12  # problems listed in one message
+#: The entries that hold learning rates: ``learning_rate``, ``learning_rate_group_<i>``.
+_LR_ENTRY = re.compile(r"learning_rate(_group_[0-9]+)?")
+#: What such an entry must be (MindSpore writes a constant lr as a float32 scalar and a dynamic
+#: one, a per-step list, as float32 ``(steps,)``).
+_LR_EXPECTED = (
+    "float32 () (a constant learning rate) or float32 (steps,) (a per-step list, as MindSpore "
+    "stores a dynamic one), finite and >= 0"
+)
 
 
 @dataclass(frozen=True)
@@ -78,7 +90,8 @@ class OptimizerState:
     moment1: list[np.ndarray]
     moment2: list[np.ndarray]
     vhat: list[np.ndarray]
-    #: ``learning_rate`` and ``learning_rate_group_<i>`` entries found (float32 arrays).
+    #: ``learning_rate`` and ``learning_rate_group_<i>`` entries found, copied as they are
+    #: (:func:`check_learning_rates` checks them: float32 ``()`` or ``(steps,)``).
     learning_rates: dict[str, np.ndarray]
 
 
@@ -141,6 +154,14 @@ def _array(value: Any) -> np.ndarray | None:
     return array if array.dtype.kind in "biuf" else None
 
 
+def _copy(value: Any) -> np.ndarray:
+    """A copy of an entry as an array, whatever it holds (an object array when it is none)."""
+    try:
+        return np.array(value, copy=True)
+    except Exception:
+        return np.array(None, dtype=object)
+
+
 def read_state(
     checkpoint: Any, slots: Sequence[Slot], argument: str = "checkpoint"
 ) -> OptimizerState:
@@ -152,7 +173,9 @@ def read_state(
     ``beta2_power`` one float32 value in [0, 1], ``global_step`` one integer in [0, 2**31).
     Raises ValueError listing every missing or wrong entry by name (and what was expected);
     a file that cannot be read raises :class:`~amsgrad.mindspore.CheckpointError`.
-    Entries for other names are ignored. The arrays returned are copies.
+    Entries for other names are ignored. The arrays returned are copies; the learning-rate
+    entries are returned as they are, for :func:`check_learning_rates` to check when it
+    compares them.
     """
     tensors = _tensors(checkpoint, argument)
     problems: list[str] = []
@@ -226,12 +249,9 @@ def read_state(
             + "; ".join(listed)
         )
 
-    learning_rates = {}
-    for name, value in tensors.items():
-        if name == "learning_rate" or name.startswith("learning_rate_group_"):
-            array = _array(value)
-            if array is not None and array.dtype.kind == "f" and array.ndim <= 1:
-                learning_rates[name] = array.astype(np.float32)
+    learning_rates = {
+        name: _copy(value) for name, value in tensors.items() if _LR_ENTRY.fullmatch(name)
+    }
     return OptimizerState(
         global_step=global_step,
         beta1_power=powers[0],
@@ -245,6 +265,37 @@ def read_state(
 
 
 # --------------------------------------------------------------------------- counters
+
+
+def checked_global_step(step: Any, what: str = "global_step") -> int:
+    """``step`` as MindSpore's ``global_step`` (int32): raises ValueError, naming it ``what``
+    (``"state: count"``), unless it is an int in [0, 2**31 - 1]."""
+    if isinstance(step, (bool, np.bool_)) or not isinstance(step, (int, np.integer)):
+        raise ValueError(f"{what} is {step!r}, expected an int (MindSpore's global_step)")
+    if not 0 <= int(step) <= _INT32_MAX:
+        raise ValueError(
+            f"{what} is {int(step)}, expected an int in [0, 2**31 - 1] (MindSpore's "
+            "global_step is int32)"
+        )
+    return int(step)
+
+
+def checked_beta_power(value: Any, name: str, what: str | None = None) -> np.float32:
+    """``value`` as MindSpore's float32 ``name`` (``beta1_power``, ``beta2_power``): raises
+    ValueError, naming it ``what`` (default ``name``), unless it is a finite number in [0, 1]."""
+    number = None
+    if not isinstance(value, (bool, np.bool_, str, bytes)):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = None
+    if number is None or not 0 <= number <= 1:
+        given = repr(value) if number is None else repr(number)
+        raise ValueError(
+            f"{what or name} is {given}, expected a finite number in [0, 1] (MindSpore's "
+            f"{name} is float32)"
+        )
+    return np.float32(number)
 
 
 def common_counters(
@@ -278,11 +329,79 @@ def common_counters(
 # --------------------------------------------------------------------------- learning rates
 
 
-def _lr_array(lr: Any) -> np.ndarray:
-    """An lr (a number or a per-step list) as MindSpore stores it: float32 () or (n,)."""
-    if isinstance(lr, (list, tuple)):
-        return np.array([float(x) for x in lr], dtype=np.float64).astype(np.float32)
-    return np.asarray(np.float32(float(lr)))
+def _lr_number(value: Any, where: str) -> float:
+    """One learning rate: a real number, finite and >= 0 also in float32."""
+    kind = getattr(getattr(value, "dtype", None), "kind", "f")  # NumPy's and JAX's; torch's: none
+    number = None
+    if not isinstance(value, (bool, np.bool_, str, bytes)) and kind in "iuf":
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = None
+    if number is None:
+        raise TypeError(
+            f"{where}: expected a number or a per-step list of numbers, got {type(value).__name__}"
+        )
+    with np.errstate(over="ignore"):
+        stored = np.float32(number)
+    if not (math.isfinite(number) and number >= 0 and np.isfinite(stored)):
+        raise ValueError(
+            f"{where}: expected a learning rate >= 0, finite in float32 (MindSpore's "
+            f"learning_rate), got {number!r}"
+        )
+    return number
+
+
+def _lr_array(lr: Any, where: str = "learning_rate") -> np.ndarray:
+    """An lr (a number, or a per-step list: a list, tuple or 1-D array) as MindSpore stores it:
+    float32 () or (n,). Raises TypeError for what is not a number, ValueError for a value not
+    finite and >= 0, an empty list or an array of more dimensions (messages start ``where``)."""
+    ndim = len(lr.shape) if hasattr(lr, "shape") and not isinstance(lr, (list, tuple)) else None
+    if ndim is not None and ndim > 1:
+        raise ValueError(
+            f"{where}: expected a number or a per-step list of numbers, got an array of shape "
+            f"{tuple(lr.shape)}"
+        )
+    if isinstance(lr, (list, tuple)) or ndim == 1:
+        items = list(lr)
+        if not items:
+            raise ValueError(f"{where}: expected a number or a per-step list, got an empty list")
+        values = [_lr_number(x, f"{where}[{i}]") for i, x in enumerate(items)]
+        return np.array(values, dtype=np.float64).astype(np.float32)
+    return np.asarray(np.float32(_lr_number(lr, where)))
+
+
+def _stored_learning_rates(
+    stored: Mapping[str, Any], source: str, argument: str
+) -> dict[str, np.ndarray]:
+    """The checkpoint's learning-rate entries as float32 arrays, each checked to be what
+    MindSpore writes (:data:`_LR_EXPECTED`); raises ValueError naming every other one."""
+    out: dict[str, np.ndarray] = {}
+    problems = []
+    for name, value in stored.items():
+        array = _array(value)
+        if array is None:
+            problems.append(f"{name!r} is not a numeric array")
+        elif array.dtype.newbyteorder("=") != np.float32 or array.ndim > 1 or array.size == 0:
+            problems.append(f"{name!r} is {_describe(array.dtype, array.shape)}")
+        else:
+            flat = array.reshape(-1)
+            bad = np.flatnonzero(~np.isfinite(flat) | (flat < 0))
+            if bad.size == 0:
+                out[name] = array.astype(np.float32)
+            elif array.ndim == 0:
+                problems.append(f"{name!r} is {float(flat[0])!r}")
+            else:
+                problems.append(
+                    f"{name!r} is a list of {flat.size} holding {float(flat[bad[0]])!r} at "
+                    f"[{int(bad[0])}]"
+                )
+    if problems:
+        raise ValueError(
+            f"{source}: {'; '.join(problems)}, expected {_LR_EXPECTED} (pass "
+            f"{argument}='ignore' to load without comparing learning rates)"
+        )
+    return out
 
 
 def check_learning_rates(
@@ -290,6 +409,7 @@ def check_learning_rates(
     ours: Sequence[tuple[str, Any]],
     policy: str,
     argument: str = "lr_mismatch",
+    source: str = "checkpoint",
 ) -> None:
     """Compare the optimizer's learning rates with a checkpoint's.
 
@@ -297,7 +417,12 @@ def check_learning_rates(
     Each must equal, as MindSpore stores it (float32, element by element for a list), one of the
     ``stored`` entries (``learning_rate``, ``learning_rate_group_<i>``); nothing is compared
     when the checkpoint has none (a schedule's checkpoint). ``policy``: ``"warn"`` (a
-    UserWarning), ``"raise"`` (ValueError) or ``"ignore"``.
+    UserWarning), ``"raise"`` (ValueError) or ``"ignore"`` (nothing is checked).
+
+    Unless ``policy`` is ``"ignore"``, a stored entry that is not what MindSpore writes (float32
+    ``()`` for a constant lr or ``(steps,)`` for a per-step list, finite and >= 0) raises
+    ValueError naming it (``source``: the checkpoint's argument), whatever the policy: it cannot
+    be compared.
     """
     if policy not in LR_POLICIES:
         raise ValueError(
@@ -305,9 +430,10 @@ def check_learning_rates(
         )
     if policy == "ignore" or not stored:
         return
+    stored = _stored_learning_rates(stored, source, argument)
     differ = []
     for label, lr in ours:
-        mine = _lr_array(lr)
+        mine = _lr_array(lr, label)
         if not any(
             value.shape == mine.shape and value.tobytes() == mine.tobytes()
             for value in stored.values()
@@ -334,11 +460,18 @@ def _lr_text(value: np.ndarray) -> str:
     return f"a list of {value.size} [{head}{', ...' if value.size > 3 else ''}]"
 
 
-def learning_rate_entry(lrs: Sequence[Any]) -> np.ndarray | None:
+def learning_rate_entry(
+    lrs: Sequence[Any], labels: Sequence[str] | None = None
+) -> np.ndarray | None:
     """The ``learning_rate`` entry for the groups' lrs (numbers or per-step lists): float32
     ``()`` or ``(n,)`` when they all agree, None when they differ (MindSpore's per-group
-    entries follow its own group numbering, which another framework's groups need not share)."""
-    arrays = [_lr_array(lr) for lr in lrs]
+    entries follow its own group numbering, which another framework's groups need not share).
+    Raises TypeError for an lr that is not a number or a list of numbers, ValueError for one
+    not finite and >= 0 (in float32), an empty list or a 2-D array; messages name each lr by
+    ``labels`` (default ``learning_rate``)."""
+    if labels is None:
+        labels = ["learning_rate"] * len(lrs)
+    arrays = [_lr_array(lr, label) for lr, label in zip(lrs, labels, strict=True)]
     if not arrays:
         return None
     first = arrays[0]
@@ -359,16 +492,23 @@ def write_state(
     """Write ``state`` as ``mindspore.save_checkpoint(optimizer)`` does (same names, order,
     dtypes: the same bytes for the same state), atomically
     (:func:`~amsgrad.mindspore.save_checkpoint`). ``learning_rate`` is written from
-    ``state.learning_rates["learning_rate"]`` when present."""
-    entries: dict[str, Any] = {"global_step": np.array([state.global_step], dtype=np.int32)}
+    ``state.learning_rates["learning_rate"]`` when present. Raises ValueError, before writing,
+    for a ``global_step`` outside int32's [0, 2**31 - 1], a beta power not a finite number in
+    [0, 1], or a learning rate that is not a number or per-step list, finite and >= 0."""
+    global_step = checked_global_step(state.global_step, "state: global_step")
+    powers = [
+        checked_beta_power(getattr(state, name), name, f"state: {name}")
+        for name in ("beta1_power", "beta2_power")
+    ]
+    entries: dict[str, Any] = {"global_step": np.array([global_step], dtype=np.int32)}
     lr = state.learning_rates.get("learning_rate")
-    lr = None if lr is None else np.asarray(lr, np.float32)
+    lr = None if lr is None else _lr_array(lr, "state: learning_rates['learning_rate']")
     if lr is not None and lr.ndim == 0:
         entries["learning_rate"] = lr
     for slot, array in zip(slots, state.params, strict=True):
         entries[slot.name] = array
-    entries["beta1_power"] = np.asarray(np.float32(state.beta1_power))
-    entries["beta2_power"] = np.asarray(np.float32(state.beta2_power))
+    entries["beta1_power"] = np.asarray(powers[0])
+    entries["beta2_power"] = np.asarray(powers[1])
     for kind in MOMENTS:
         for slot, array in zip(slots, getattr(state, kind), strict=True):
             entries[f"{kind}.{slot.name}"] = array

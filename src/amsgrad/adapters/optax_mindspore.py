@@ -5,7 +5,8 @@ checkpoints of ``nn.Adam(use_amsgrad=True)`` (the names, checks and counters are
 
 A leaf of the parameters' pytree is named by its path: dict keys, attribute names and sequence
 indices joined by ``"."`` (``{"fc1": {"weight": w}}`` is ``fc1.weight``, ``[w, b]`` is ``0``
-and ``1``), then ``name_map`` where MindSpore's names differ. The state's ``count`` is
+and ``1``), then ``name_map`` where MindSpore's names differ; two leaves whose paths join to
+the same name (``{"a.b": x, "a": {"b": y}}``) are refused. The state's ``count`` is
 MindSpore's ``global_step`` (a schedule is called with it), ``beta1_power``/``beta2_power``
 MindSpore's, and ``m``, ``v``, ``vhat`` hold ``moment1.<name>``, ``moment2.<name>``,
 ``vhat.<name>``.
@@ -25,6 +26,8 @@ from amsgrad.adapters.mindspore_state import (
     NameMap,
     OptimizerState,
     Slot,
+    checked_beta_power,
+    checked_global_step,
     learning_rate_entry,
     map_names,
     read_state,
@@ -45,9 +48,23 @@ def _key_text(key: Any) -> str:
 
 def tree_names(params: Any) -> list[str]:
     """The name of each leaf of ``params`` (in ``jax.tree`` order): its path's keys, attribute
-    names and indices joined by ``"."``."""
-    paths = jax.tree_util.tree_flatten_with_path(params)[0]
-    return [".".join(_key_text(key) for key in path) for path, _ in paths]
+    names and indices joined by ``"."``. Raises ValueError when two leaves get the same name
+    (``{"a.b": x, "a": {"b": y}}``, ``{"a": {1: x}, "a.1": y}``): they would be one entry of a
+    checkpoint."""
+    names = []
+    first: dict[str, Any] = {}
+    for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]:
+        name = ".".join(_key_text(key) for key in path)
+        if name in first:
+            raise ValueError(
+                f"params: the leaves at {jax.tree_util.keystr(first[name])} and "
+                f"{jax.tree_util.keystr(path)} are both named {name!r} (their keys joined by "
+                "'.'), and a checkpoint holds one entry per name; rename a key so that the names "
+                "differ (a name_map cannot separate them: it maps these names)"
+            )
+        first[name] = path
+        names.append(name)
+    return names
 
 
 def _slots(params: Any, name_map: NameMap, argument: str) -> tuple[list[Slot], Any]:
@@ -125,6 +142,8 @@ def _leaves(where: str, tree: Any, treedef: Any, slots: list[Slot]) -> list[np.n
 
 
 def _scalar(name: str, value: Any, kind: str) -> Any:
+    if "i" in kind and isinstance(value, int) and not isinstance(value, bool):
+        return value  # a Python int of any size (NumPy holds none beyond 64 bits)
     array = np.asarray(value)
     if array.size != 1 or array.dtype.kind not in kind:
         raise ValueError(f"state: {name} is {array.dtype} {array.shape}, expected one number")
@@ -146,10 +165,14 @@ def save_mindspore(
 
     state: the :class:`~amsgrad.optax.AmsgradV2State` (in a chain, its element of the chain's
       state); its ``m``, ``v``, ``vhat`` must have the structure, shapes and dtypes of ``params``.
-    learning_rate: written as ``learning_rate`` (float32, a number or a per-step list) when
-      given; MindSpore then uses it. Left out by default (the transformation's lr is not known
-      here): MindSpore keeps its own.
+    learning_rate: written as ``learning_rate`` (float32, a number or a per-step list, each
+      finite and >= 0) when given; MindSpore then uses it. Left out by default (the
+      transformation's lr is not known here): MindSpore keeps its own.
     format: ``"ckpt"`` or ``"safetensors"`` (default: the extension's). Written atomically.
+
+    Everything is checked before the file is written: ``count`` must fit MindSpore's int32
+    ``global_step`` ([0, 2**31 - 1]) and the beta powers be finite numbers in [0, 1] (float32),
+    else ValueError naming them.
     """
     if not isinstance(state, AmsgradV2State):
         raise TypeError(
@@ -157,15 +180,16 @@ def save_mindspore(
             f"chain's state), got {type(state).__name__}"
         )
     slots, treedef = _slots(params, name_map, "params")
-    count = _scalar("count", state.count, "iu")
-    powers = [_scalar(name, getattr(state, name), "f") for name in ("beta1_power", "beta2_power")]
-    if int(count) < 0:
-        raise ValueError(f"state: count is {int(count)}, expected >= 0")
+    count = checked_global_step(int(_scalar("count", state.count, "iu")), "state: count")
+    powers = [
+        checked_beta_power(_scalar(name, getattr(state, name), "f"), name, f"state: {name}")
+        for name in ("beta1_power", "beta2_power")
+    ]
     lr = None if learning_rate is None else learning_rate_entry([learning_rate])
     snapshot = OptimizerState(
-        global_step=int(count),
-        beta1_power=np.float32(powers[0]),
-        beta2_power=np.float32(powers[1]),
+        global_step=count,
+        beta1_power=powers[0],
+        beta2_power=powers[1],
         params=_leaves("params", params, treedef, slots),
         moment1=_leaves("state.m", state.m, treedef, slots),
         moment2=_leaves("state.v", state.v, treedef, slots),

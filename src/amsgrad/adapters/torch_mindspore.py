@@ -24,6 +24,8 @@ from amsgrad.adapters.mindspore_state import (
     OptimizerState,
     Slot,
     check_learning_rates,
+    checked_beta_power,
+    checked_global_step,
     common_counters,
     learning_rate_entry,
     map_names,
@@ -154,6 +156,10 @@ def save_mindspore_state(
         powers = [as_tensor_number(state.get(name, 1.0)) for name in ("beta1_power", "beta2_power")]
         if powers[0] is None or powers[1] is None or not isinstance(step, int):
             raise ValueError(f"{slot.label!r}: its optimizer state is not AMSGradV2's")
+        # MindSpore's int32 global_step and float32 beta powers: refused here, by name.
+        step = checked_global_step(step, f"{slot.label!r}: its state 'step'")
+        for index, name in enumerate(("beta1_power", "beta2_power")):
+            checked_beta_power(powers[index], name, f"{slot.label!r}: its state {name!r}")
         rows.append((slot.label, step, powers[0], powers[1]))
         for key in moments:
             tensor = state.get(key)
@@ -167,7 +173,8 @@ def save_mindspore_state(
             else:
                 moments[key].append(_numpy(tensor))
     global_step, beta1_power, beta2_power = common_counters(rows)
-    lr = learning_rate_entry([lr for _, lr in _group_lrs(optimizer)])
+    groups = _group_lrs(optimizer)
+    lr = learning_rate_entry([lr for _, lr in groups], [f"{label}['lr']" for label, _ in groups])
     if lr is None:
         warnings.warn(
             "the optimizer's groups have different learning rates: the checkpoint holds no "
