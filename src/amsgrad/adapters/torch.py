@@ -630,7 +630,9 @@ class AMSGradV2(torch.optim.Optimizer):
           lacks are kept) or a callable.
         lr_mismatch: when the checkpoint's ``learning_rate`` differs (in float32) from a
           group's lr: ``"warn"`` (default), ``"raise"`` or ``"ignore"``; the optimizer keeps
-          its own lr either way.
+          its own lr either way. Under ``"warn"`` and ``"raise"`` a ``learning_rate`` entry
+          that is not float32 of shape ``()`` or ``(steps,)`` with finite values >= 0 raises
+          ValueError naming it; ``"ignore"`` does not read it.
 
         Each parameter receives ``<name>``, its ``m``, ``v``, ``vhat`` the entries
         ``moment1.<name>``, ``moment2.<name>``, ``vhat.<name>``, its ``step`` ``global_step``
