@@ -211,6 +211,30 @@ def test_vmap_over_a_batch_of_states_and_learning_rates():
         assert_all_bits_equal([g[row] for g in got], want, f"row {row}")
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("batched", ["per_row", "vmap"])
+def test_many_learning_rates_against_scalar_beta_powers(dtype, batched):
+    """XLA turns ``x / broadcast(d)`` into ``x * broadcast(1 / d)``; lr_t must not round twice.
+
+    One learning rate per row (an lr array, or a scalar lr under vmap) with scalar beta powers
+    is the case: before the guard a third of the float32 rows were one ULP off.
+    """
+    rows = 500
+    with jax.enable_x64(dtype == np.float64):
+        states = random_state(dtype, rows * 8, seed=11, specials=False)
+        var, m, v, vhat, grad = (a.reshape(rows, 8) for a in states)
+        lrs = np.exp(np.random.default_rng(12).uniform(-12, -1, rows)).astype(dtype)
+        b1p, b2p = np.float32(0.9) ** 3, np.float32(0.999) ** 3
+
+        def one(var, m, v, vhat, grad, lr):
+            return jax_apply(var, m, v, vhat, b1p, b2p, lr, 0.9, 0.999, 1e-8, grad)
+
+        stepped = jax.jit(one if batched == "per_row" else jax.vmap(one))
+        got = stepped(var, m, v, vhat, grad, jnp.asarray(lrs))
+        want = numpy_step(var, m, v, vhat, grad, (b1p, b2p, lrs, 0.9, 0.999, 1e-8))
+        assert_all_bits_equal(got, want, batched)
+
+
 def test_python_float_traced_by_jit_keeps_the_python_float_rule():
     var, m, v, vhat, grad = random_state(np.float16, 1000, seed=7, specials=False)
     eager = jax_apply(var, m, v, vhat, 0.5, 0.25, 1e-3, 0.9, 0.999, 1e-3, grad)
@@ -374,11 +398,30 @@ def test_optax_convergence_next_to_optax_amsgrad():
         ({"learning_rate": 1e-3, "b1": 1.0}, r"^b1: expected a number in \[0, 1\), got 1.0"),
         ({"learning_rate": 1e-3, "b2": -0.5}, r"^b2: "),
         ({"learning_rate": 1e-3, "eps": -1.0}, r"^eps: expected a number >= 0"),
+        ({"learning_rate": float("inf")}, r"^learning_rate: expected a finite number >= 0"),
+        ({"learning_rate": 1e-3, "eps": np.inf}, r"^eps: expected a finite number >= 0"),
     ],
 )
 def test_optax_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         amsgrad_v2(**kwargs)
+
+
+def test_optax_learning_rate_that_overflows_the_leaf_dtype_is_refused_at_init():
+    tx = amsgrad_v2(1e5)  # float16's largest is 65504
+    tx.init({"w": jnp.zeros(3, jnp.float32)})
+    with pytest.raises(ValueError, match=r"leaf \['w'\] of dtype float16, learning_rate: 100000"):
+        tx.init({"w": jnp.zeros(3, jnp.float16)})
+
+
+@pytest.mark.parametrize("weight_decay", [None, 0.1])
+@pytest.mark.parametrize("grad_shape", [(3,), (5,), (1, 3)])
+def test_optax_gradient_of_another_shape_than_its_state_is_refused(weight_decay, grad_shape):
+    params = {"w": jnp.ones((4, 3))}
+    tx = amsgrad_v2(1e-3, weight_decay=weight_decay)
+    state = tx.init(params)
+    with pytest.raises(ValueError, match=r"the leaf \['w'\] is a gradient of shape"):
+        tx.update({"w": jnp.ones(grad_shape)}, state, params)
 
 
 def test_optax_refuses_integer_leaves():

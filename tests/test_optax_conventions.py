@@ -154,6 +154,18 @@ def test_inject_hyperparams_checks_the_values_it_can_read() -> None:
         optax.inject_hyperparams(amsgrad_v2)(learning_rate=0.1, loss_scale=0.0).init(jnp.ones(2))
 
 
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16])
+def test_inject_hyperparams_in_half_precision_is_refused(dtype: Any) -> None:
+    # Optax converts them to the parameters' dtype: eps = 1e-8 would be 0 (NaN updates).
+    params = {"w": jnp.zeros(4, dtype)}
+    with pytest.raises(TypeError, match=r"hyperparam_dtype=jnp.float32"):
+        optax.inject_hyperparams(amsgrad_v2)(learning_rate=1e-3).init(params)
+    injected = optax.inject_hyperparams(amsgrad_v2, hyperparam_dtype=jnp.float32)
+    tx = injected(learning_rate=1e-3, eps=1e-6)
+    updates, _ = tx.update({"w": jnp.zeros(4, dtype)}, tx.init(params), params)
+    assert not np.any(np.isnan(np.asarray(updates["w"], np.float32)))
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import os
 import subprocess
@@ -693,3 +694,117 @@ def test_import_amsgrad_does_not_import_the_frameworks():
 def _src_path():
     src = str(Path(amsgrad.__file__).resolve().parent.parent)
     return os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH", "")]))
+
+
+# --------------------------------------------------------------------------- reviewed defects
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"lr": float("inf")}, r"^lr: expected a finite number >= 0, got inf$"),
+        ({"lr": torch.tensor(float("inf"))}, r"^lr: expected a finite number >= 0"),
+        ({"lr": [0.1, float("inf")]}, r"^lr\[1\]: expected a finite number >= 0, got inf$"),
+        ({"eps": float("inf")}, r"^eps: expected a finite number >= 0, got inf$"),
+        ({"eps": float("-inf")}, r"^eps: expected a number >= 0, got -inf$"),
+    ],
+)
+def test_non_finite_lr_and_eps_are_refused(kwargs, match):
+    p = torch.nn.Parameter(torch.zeros(2))
+    with pytest.raises(ValueError, match=match):
+        AMSGradV2([p], **kwargs)
+    opt = AMSGradV2([p])
+    with pytest.raises(ValueError, match=r"^param_groups\[1\]: " + match[1:]):
+        opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(2))], **kwargs})
+
+
+@pytest.mark.parametrize("key", ["lr", "eps"])
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-step", "full-step"])
+def test_non_finite_lr_and_eps_edited_in_are_refused_at_step(key, fast):
+    p = torch.nn.Parameter(torch.ones(4))
+    opt = AMSGradV2([p])
+    for _ in range(2):
+        p.grad = torch.ones(4)
+        opt.step()
+    if not fast:
+        opt._fast_plans = {}
+    opt.param_groups[0][key] = float("inf")
+    before = p.detach().clone()
+    with pytest.raises(ValueError, match=rf"{key}: expected a finite number >= 0, got inf"):
+        opt.step()
+    assert torch.equal(p.detach(), before) and opt.state[p]["step"] == 2
+
+
+def _trained(implementation="auto"):
+    p = torch.nn.Parameter(torch.ones(3))
+    opt = AMSGradV2([p], lr=0.01, implementation=implementation)
+    p.grad = torch.ones(3)
+    opt.step()
+    return p, opt
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (lambda g: g.update(maximize="no"), r"maximize='no' is not supported; use a bool"),
+        (lambda g: g.update(implementation="kernal"), r"implementation: expected one of"),
+        (lambda g: g.update(weight_decy=0.1), r"unknown parameter-group keys 'weight_decy'"),
+        (lambda g: g.pop("betas"), r"missing parameter-group key 'betas'"),
+        (lambda g: g.pop("lr"), r"missing parameter-group key 'lr'"),
+        (lambda g: g.update(betas=(0.9, 1.0)), r"betas\[1\] \(beta2\): expected a number in"),
+        (lambda g: g.update(lr=float("inf")), r"lr: expected a finite number >= 0, got inf"),
+        (lambda g: g.update(weight_decay=-1.0), r"weight_decay: expected a finite number"),
+    ],
+)
+def test_load_state_dict_checks_each_group_before_changing_anything(edit, match):
+    p, opt = _trained()
+    saved = copy.deepcopy(opt.state_dict())
+    edit(saved["param_groups"][0])
+    groups_before = copy.deepcopy(
+        [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups]
+    )
+    state_before = opt.state[p]
+    with pytest.raises(ValueError, match=r"^param_groups\[0\]: .*" + match):
+        opt.load_state_dict(saved)
+    assert [
+        {k: v for k, v in g.items() if k != "params"} for g in opt.param_groups
+    ] == groups_before
+    assert opt.state[p] is state_before
+
+
+def test_load_state_dict_still_accepts_old_groups_without_the_newer_keys():
+    p, opt = _trained()
+    saved = copy.deepcopy(opt.state_dict())
+    for key in ("implementation", "master_weights", "loss_scale", "grad_centralization"):
+        del saved["param_groups"][0][key]
+    opt.load_state_dict(saved)
+    p.grad = torch.ones(3)
+    opt.step()
+    assert opt.state[p]["step"] == 2
+
+
+@pytest.mark.parametrize("implementation", ["kernel", "torch"])
+def test_a_parameter_given_twice_in_a_group_is_refused(implementation):
+    p, q = torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(2))
+    with pytest.raises(
+        ValueError,
+        match=r"^param_groups\[0\]\['params'\]\[2\] is the same tensor as "
+        r"param_groups\[0\]\['params'\]\[0\]",
+    ):
+        AMSGradV2([p, q, p], implementation=implementation)
+
+
+def test_a_parameter_in_two_groups_is_refused_by_position():
+    p, q = torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(2))
+    with pytest.raises(
+        ValueError,
+        match=r"^param_groups\[1\]\['params'\]\[1\] is the same tensor as "
+        r"param_groups\[0\]\['params'\]\[0\]",
+    ):
+        AMSGradV2([{"params": [p]}, {"params": [q, p]}])
+    opt = AMSGradV2([p])
+    with pytest.raises(ValueError, match=r"^param_groups\[1\]\['params'\]\[1\] is the same"):
+        opt.add_param_group({"params": [q, q]})
+    with pytest.raises(ValueError, match=r"^param_groups\[1\]\['params'\]\[0\] is the same"):
+        opt.add_param_group({"params": (x for x in [p])})
+    assert len(opt.param_groups) == 1

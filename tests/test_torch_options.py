@@ -166,3 +166,115 @@ def test_grad_centralization_is_a_bool_group_key():
         AMSGradV2([{"params": [p], "grad_centralization": 1}])
     opt = AMSGradV2([p])
     assert opt.param_groups[0]["grad_centralization"] is False
+
+
+# ------------------------------------------------------------------- torch.optim state dicts
+
+
+def _adam_state_dict(optimizer_class, steps: int = 2, **kwargs):
+    torch.manual_seed(2)
+    model = torch.nn.Linear(3, 2)
+    adam = optimizer_class(model.parameters(), **kwargs)
+    for _ in range(steps):
+        adam.zero_grad()
+        model(torch.randn(4, 3)).square().sum().backward()
+        adam.step()
+    return model, adam.state_dict()
+
+
+def _assert_untouched(opt: AMSGradV2, lr: float) -> None:
+    assert not opt.state
+    assert opt.param_groups[0]["lr"] == lr and "amsgrad" not in opt.param_groups[0]
+
+
+def test_load_state_dict_refuses_torch_adamw() -> None:
+    """AdamW's decay shrinks the parameters apart from the gradient; MindSpore's Adam adds
+    weight_decay * param to the gradient: not the same update, so not converted."""
+    model, saved = _adam_state_dict(torch.optim.AdamW, amsgrad=True, weight_decay=0.01)
+    opt = AMSGradV2(model.parameters(), lr=0.5)
+    with pytest.raises(
+        ValueError,
+        match=r"^param_groups\[0\]: .*AdamW.*decoupled_weight_decay=True.*weight_decay=0.01.*"
+        r"not .*MindSpore.*'weight_decay' to 0",
+    ):
+        opt.load_state_dict(saved)
+    _assert_untouched(opt, 0.5)
+
+
+def test_load_state_dict_converts_torch_adamw_without_decay() -> None:
+    model, saved = _adam_state_dict(torch.optim.AdamW, amsgrad=True, weight_decay=0.0)
+    opt = AMSGradV2(model.parameters(), lr=0.5)
+    opt.load_state_dict(saved)
+    assert opt.param_groups[0]["weight_decay"] == 0.0
+    assert all(opt.state[p]["step"] == 2 for p in model.parameters())
+
+
+def test_load_state_dict_refuses_an_adam_group_whose_decay_kind_is_unknown() -> None:
+    """A group without decoupled_weight_decay (older torch, where Adam and AdamW saved the same
+    keys) and a weight decay: Adam's or AdamW's cannot be told apart."""
+    model, saved = _adam_state_dict(torch.optim.Adam, amsgrad=True, weight_decay=0.01)
+    del saved["param_groups"][0]["decoupled_weight_decay"]
+    opt = AMSGradV2(model.parameters(), lr=0.5)
+    with pytest.raises(ValueError, match=r"^param_groups\[0\]: .*no 'decoupled_weight_decay'"):
+        opt.load_state_dict(saved)
+    _assert_untouched(opt, 0.5)
+    saved["param_groups"][0]["decoupled_weight_decay"] = False  # as the message says
+    opt.load_state_dict(saved)
+    assert opt.param_groups[0]["weight_decay"] == 0.01
+
+
+@pytest.mark.parametrize("amsgrad", [True, False])
+def test_load_state_dict_converts_torch_adam_saved_before_any_step(amsgrad: bool) -> None:
+    """No state yet: only the hyper-parameters are converted (Adam's own keys are dropped)."""
+    model, saved = _adam_state_dict(
+        torch.optim.Adam, steps=0, lr=0.02, betas=(0.8, 0.9), amsgrad=amsgrad
+    )
+    opt = AMSGradV2(model.parameters(), lr=0.5, implementation="torch")
+    opt.load_state_dict(saved)
+    group = opt.param_groups[0]
+    assert (group["lr"], group["betas"], group["implementation"]) == (0.02, (0.8, 0.9), "torch")
+    assert "amsgrad" not in group and "decoupled_weight_decay" not in group
+    assert not opt.state
+    model(torch.ones(1, 3)).sum().backward()
+    opt.step()
+    assert all(opt.state[p]["step"] == 1 for p in model.parameters())
+
+
+def test_from_torch_adam_computes_each_beta_power_once(monkeypatch) -> None:
+    """The powers are products of `step` float32 multiplications: computed once per distinct
+    (step, beta1, beta2) in a state dict, with the same bits."""
+    from amsgrad.adapters import torch_support
+
+    calls = []
+    original = torch_support.beta_powers
+
+    def counting(step, beta1, beta2):
+        calls.append((step, beta1, beta2))
+        return original(step, beta1, beta2)
+
+    monkeypatch.setattr(torch_support, "beta_powers", counting)
+    params = [torch.nn.Parameter(torch.zeros(2)) for _ in range(6)]
+    zeros = torch.zeros(2)
+    state = {
+        index: {
+            "step": torch.tensor(float(3 if index < 4 else 5)),
+            "exp_avg": zeros,
+            "exp_avg_sq": zeros,
+            "max_exp_avg_sq": zeros,
+        }
+        for index in range(6)
+    }
+    group = {"lr": 0.1, "betas": (0.8, 0.9), "eps": 1e-8, "weight_decay": 0, "amsgrad": True}
+    saved = {"state": state, "param_groups": [{**group, "params": list(range(6))}]}
+    converted = torch_support.from_torch_adam(saved, [{"params": params, "lr": 0.5}])
+    betas = (np.float32(0.8), np.float32(0.9))
+    assert sorted(calls) == [(3, *betas), (5, *betas)]
+    for index in range(6):
+        step = 3 if index < 4 else 5
+        powers = [np.float32(1.0), np.float32(1.0)]
+        for _ in range(step):
+            powers = [
+                np.float32(p * np.float32(b)) for p, b in zip(powers, (0.8, 0.9), strict=True)
+            ]
+        got = converted["state"][index]
+        assert (got["beta1_power"], got["beta2_power"]) == tuple(map(float, powers))

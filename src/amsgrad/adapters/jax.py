@@ -25,9 +25,11 @@ too: inside a larger jitted program an input may itself be a product (``beta1_po
 the Optax state, a gradient ``2 * error``) that XLA would fuse into our first subtraction.
 With it, the results equal the NumPy path (:func:`amsgrad.apply_adam_with_amsgrad_v2`) bit for
 bit on XLA:CPU for float16, float32 and float64 (float64 needs ``jax_enable_x64``); the test suite
-holds this. float16 is computed as XLA computes it: each operation rounded to half, which is the
-SPEC's rule. No XLA flag is needed or set (XLA's flags are process-wide: not an option for a
-library).
+holds this. XLA also rewrites a division by a broadcast value as a multiplication by its
+reciprocal; the divisor of ``lr_t`` is kept from that rewrite (:func:`_not_broadcast`), so a
+learning rate per row or under ``jax.vmap`` is exact too. float16 is computed as XLA computes
+it: each operation rounded to half, which is the SPEC's rule. No XLA flag is needed or set
+(XLA's flags are process-wide: not an option for a library).
 
 What the barrier costs, and the cheaper ones tried (jaxlib 0.10.2, a jitted Optax step on a
 4-layer 512x512 float32 MLP, ``docs/frameworks.md`` has the figures): the earlier select
@@ -103,6 +105,18 @@ def _sqrt64(x: jax.Array) -> jax.Array:
     return jnp.sqrt(x)
 
 
+def _not_broadcast(divisor: jax.Array, numerator: jax.Array) -> jax.Array:
+    """The divisor, as an array that XLA cannot see to be a broadcast of fewer values.
+
+    XLA rewrites ``x / broadcast(d)`` as ``x * broadcast(1 / d)``, which rounds twice: with a
+    learning rate per row (or under ``jax.vmap``) and scalar beta powers, a third of the float32
+    ``lr_t`` values came out one ULP off. A select on the numerator (``where(x != x, x, d)``:
+    ``d`` for every number; for a NaN numerator the quotient is a NaN either way) gives the
+    divisor the numerator's shape and makes it depend on its data, so no such rewrite applies.
+    """
+    return jnp.where(numerator != numerator, numerator, divisor)
+
+
 def moments(
     m: jax.Array,
     v: jax.Array,
@@ -127,7 +141,8 @@ def moments(
     )
     dtype = m.dtype
     one = jnp.ones((), dtype)
-    lr_t = (lr * _sqrt64(one - beta2_power)) / (one - beta1_power)
+    numerator = lr * _sqrt64(one - beta2_power)
+    lr_t = numerator / _not_broadcast(one - beta1_power, numerator)
     m_new = m + rounded((grad - m) * (one - beta1))
     v_new = v + rounded((rounded(grad * grad) - v) * (one - beta2))
     # A NaN in v keeps the old vhat (the comparison is false); a NaN in vhat stays.

@@ -49,8 +49,9 @@ count is traced and nothing can be raised, so that update's learning rate is NaN
 clamped value). ``optax.inject_hyperparams(amsgrad_v2)`` works: its numeric hyper-parameters
 arrive as 0-d arrays, checked as numbers when concrete, converted in float32 when traced (a
 traced ``weight_decay * loss_scale`` is then a float32 product); a callable ``mask`` must be one
-of its ``static_args``. Without ``jax_enable_x64`` a float64 (or complex128) leaf is refused: JAX
-would compute it in float32.
+of its ``static_args``; for float16 or bfloat16 parameters it needs
+``hyperparam_dtype=jnp.float32`` (half-precision hyper-parameters are refused). Without
+``jax_enable_x64`` a float64 (or complex128) leaf is refused: JAX would compute it in float32.
 
 Parameter groups with their own learning rate or weight decay: one :func:`amsgrad_v2` per group
 under ``optax.multi_transform``. Every inner transformation counts the same updates with the same
@@ -182,6 +183,27 @@ def _lr_element(index: int, value: Any) -> float:
     return number
 
 
+_HALF = (np.dtype(np.float16), _BF16)
+
+
+def _refuse_half(**values: Any) -> None:
+    """Refuse a hyper-parameter given as a float16 or bfloat16 array (traced ones included).
+
+    Each hyper-parameter is rounded to float32, as MindSpore does; a half-precision value has
+    already lost bits (eps = 1e-8 is 0 in float16: NaN updates). ``optax.inject_hyperparams``
+    converts its numeric hyper-parameters to the parameters' dtype unless told otherwise.
+    """
+    for name, value in values.items():
+        dtype = getattr(value, "dtype", None)
+        if isinstance(value, (jax.Array, np.ndarray)) and np.dtype(dtype) in _HALF:
+            raise TypeError(
+                f"amsgrad_v2: {name}: an array of dtype {np.dtype(dtype)}; hyper-parameters "
+                "are rounded to float32 (as MindSpore does), and a half-precision value has "
+                "already lost bits (eps = 1e-8 is 0 in float16); optax.inject_hyperparams "
+                "converts them to the parameters' dtype: pass it hyperparam_dtype=jnp.float32"
+            )
+
+
 def _check_hyper(learning_rate: Any, b1: Any, b2: Any, eps: Any, listed: bool) -> None:
     """The contract's optimizer checks on every value that can be read here (a schedule's
     values, and traced arrays, cannot; a list's elements were checked one by one)."""
@@ -200,6 +222,7 @@ def _check_hyper(learning_rate: Any, b1: Any, b2: Any, eps: Any, listed: bool) -
         _checkable(eps, 0.0),
         names=_NAMES,
         read=_read,
+        finite=True,
     )
 
 
@@ -374,6 +397,10 @@ def amsgrad_v2(
     float16). Works under ``optax.inject_hyperparams`` (numbers arrive as 0-d arrays) and
     accepts extra keyword arguments at ``update`` (it is a ``GradientTransformationExtraArgs``).
     """
+    _refuse_half(
+        learning_rate=learning_rate, b1=b1, b2=b2, eps=eps,
+        weight_decay=weight_decay, loss_scale=loss_scale,
+    )  # fmt: skip
     table = _lr_table(learning_rate)
     _check_hyper(learning_rate, b1, b2, eps, listed=table is not None)
     if not isinstance(grad_centralization, bool):
@@ -387,6 +414,10 @@ def amsgrad_v2(
     )
     wd32, reciprocal, decays, scales = _decay_factors(weight_decay, loss_scale)
     static_b1, static_b2 = as_number(b1), as_number(b2)
+    # A constant learning rate (a number or a concrete 0-d array) is checked against each
+    # leaf's dtype at init; a schedule's or list's values are not known there.
+    constant_lr = not callable(learning_rate) and table is None
+    static_lr = _checkable(learning_rate, 0.0) if constant_lr else None
 
     def init_fn(params: optax.Params) -> AmsgradV2State:
         checked: set[np.dtype] = set()
@@ -396,7 +427,7 @@ def amsgrad_v2(
             if kind.compute not in checked:  # the leaves' dtype is known: refuse degenerate values
                 check_hyper_in_dtype(
                     _checkable(b1, 0.0), _checkable(b2, 0.0), _checkable(eps, 0.0),
-                    kind.compute, names=_NAMES, read=_read,
+                    kind.compute, names=_NAMES, read=_read, lr=static_lr,
                     where=f"amsgrad_v2: for {_label(path)} of dtype {kind.dtype}, ",
                 )  # fmt: skip
                 checked.add(kind.compute)
@@ -462,6 +493,12 @@ def amsgrad_v2(
         ):
             kind = _kind(grad, _label(path))
             for name, moment in (("m", m), ("v", v), ("vhat", vhat)):
+                if jnp.shape(moment) != jnp.shape(grad):
+                    raise ValueError(
+                        f"amsgrad_v2: {_label(path)} is a gradient of shape {jnp.shape(grad)}, "
+                        f"and its state {name} has shape {jnp.shape(moment)}; expected the "
+                        "parameter's shape, which init gave the state"
+                    )
                 if np.dtype(moment.dtype) != kind.state:
                     raise TypeError(
                         f"amsgrad_v2: {_label(path)} is a gradient of dtype {kind.dtype}, and "
@@ -476,6 +513,12 @@ def amsgrad_v2(
                     raise TypeError(
                         f"amsgrad_v2: {_label(path)} is a gradient of dtype {kind.dtype}, and "
                         f"its parameter has dtype {got}; weight decay needs both of one dtype"
+                    )
+                if jnp.shape(param) != jnp.shape(grad):
+                    raise ValueError(
+                        f"amsgrad_v2: {_label(path)} is a gradient of shape {jnp.shape(grad)}, "
+                        f"and its parameter has shape {jnp.shape(param)}; weight decay needs "
+                        "both of one shape"
                     )
                 factor = jnp.asarray(wd32).astype(dtype)
                 decayed = rounded(rounded(_real(param, kind)) * factor) + rounded(g)

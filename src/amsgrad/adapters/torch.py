@@ -51,9 +51,10 @@ Hyper-parameters that round to a degenerate value in a parameter's dtype (a beta
 becomes 1, so that ``1 - beta`` is 0 and the parameters diverge; an eps above 0 that becomes 0,
 so that a zero gradient gives NaN, as 1e-8 in float16) are refused at ``step()`` with a
 ValueError, before anything is written. ``step()`` checks every parameter, gradient and state of
-every group before it writes anything; ``load_state_dict`` checks the state it is given (a
-``torch.optim.Adam(amsgrad=True)`` state dict is converted; one without amsgrad is refused with
-a message saying how to convert it).
+every group before it writes anything; ``load_state_dict`` checks the groups and state it is
+given (a ``torch.optim.Adam(amsgrad=True)`` state dict is converted; one without amsgrad is
+refused with a message saying how to convert it, and one of AdamW's decoupled weight decay is
+refused: it is not MindSpore's update).
 
 Sharded training: ``torch.distributed.optim.ZeroRedundancyOptimizer(params,
 optimizer_class=AMSGradV2, ...)`` works (each rank keeps the state of its own parameters), and so
@@ -133,13 +134,68 @@ def _check_hyper(
         return
     check_optimizer_hyper(
         lr, betas[0], betas[1], eps, names=(lr_name, *_NAMES[1:]), where=where,
-        read=as_tensor_number,
+        read=as_tensor_number, finite=True,
     )  # fmt: skip
     if implementation not in _IMPLEMENTATIONS:
         raise ValueError(
             f"{where}implementation: expected one of {', '.join(map(repr, _IMPLEMENTATIONS))}, "
             f"got {implementation!r}"
         )
+
+
+#: What ``__setstate__`` gives a group that lacks them (state dicts of older versions).
+_GROUP_DEFAULTS = {
+    "implementation": "auto",
+    "master_weights": False,
+    "weight_decay": 0.0,
+    "loss_scale": 1.0,
+    "grad_centralization": False,
+    "maximize": False,
+    "foreach": None,
+    "fused": None,
+    "capturable": False,
+    "differentiable": False,
+}
+#: The keys a loaded group must hold (AMSGradV2.state_dict() writes them).
+_LOADED_KEYS = ("lr", "betas", "eps")
+
+
+def _check_group(group_index: int, group: dict[str, Any], params: list[Any]) -> None:
+    """The checks of one parameter group, defaults merged in (``group``), as the constructor,
+    :meth:`AMSGradV2.add_param_group` and :meth:`AMSGradV2.load_state_dict` run them: its keys
+    and flags, hyper-parameters and decay, and its bfloat16 ``params`` without master
+    weights."""
+    where = f"param_groups[{group_index}]: "
+    check_group_keys(where, group)
+    _check_hyper(where, group["lr"], group["betas"], group["eps"], group["implementation"])
+    check_decay(where, group["weight_decay"], group["loss_scale"])
+    for index, param in enumerate(params):
+        if (
+            isinstance(param, torch.Tensor)
+            and param.dtype == torch.bfloat16
+            and not group["master_weights"]
+        ):
+            _check_param(group_index, index, param, group["implementation"])
+
+
+def _check_once(group_index: int, params: list[Any], groups: list[dict[str, Any]]) -> None:
+    """Refuse a parameter given twice, in ``params`` (the group being added as
+    ``param_groups[group_index]``) or in one of ``groups``: it would be updated twice per
+    step (torch.optim only warns within a group)."""
+    seen: dict[int, str] = {}
+    for index, group in enumerate(groups):
+        for position, param in enumerate(group["params"]):
+            seen.setdefault(id(param), f"param_groups[{index}]['params'][{position}]")
+    for position, param in enumerate(params):
+        if not isinstance(param, torch.Tensor):
+            continue  # torch.optim.Optimizer reports it
+        name = f"param_groups[{group_index}]['params'][{position}]"
+        first = seen.setdefault(id(param), name)
+        if first != name:
+            raise ValueError(
+                f"{name} is the same tensor as {first}: a parameter may be given once (it "
+                "would be updated twice per step); remove the repeat"
+            )
 
 
 def _param_label(group_index: int, param_index: int, param: torch.Tensor) -> str:
@@ -224,12 +280,13 @@ class AMSGradV2(torch.optim.Optimizer):
       params: an iterable of tensors, of ``(name, tensor)`` pairs, or of parameter-group dicts
         (each may set its own ``lr``, ``betas``, ``eps``, ``weight_decay``, ``loss_scale``,
         ``grad_centralization``, ``maximize``, ``implementation``, ``master_weights``; other
-        keys are refused).
-      lr: learning rate, >= 0 (a number, or a one-element tensor read with ``.item()``), or a
-        list of per-step values (MindSpore's ``learning_rate=[...]``).
+        keys are refused). A parameter may be given once (within and across groups).
+      lr: learning rate, finite and >= 0 (a number, or a one-element tensor read with
+        ``.item()``), or a list of per-step values (MindSpore's ``learning_rate=[...]``).
       betas: ``(beta1, beta2)``, each in [0, 1).
-      eps: added to ``sqrt(vhat)`` in the denominator, >= 0. Unlike ``torch.optim.Adam``, the
-        bias correction is applied to the learning rate (``lr_t``), so eps is not scaled by it.
+      eps: added to ``sqrt(vhat)`` in the denominator, finite and >= 0. Unlike
+        ``torch.optim.Adam``, the bias correction is applied to the learning rate (``lr_t``), so
+        eps is not scaled by it.
       weight_decay: MindSpore's coupled decay, ``grad = param * float32(wd * loss_scale) +
         grad`` in the parameter's dtype (on a new tensor), >= 0.
       loss_scale: after the decay, ``grad = grad * float32(1 / loss_scale)``, > 0.
@@ -304,17 +361,11 @@ class AMSGradV2(torch.optim.Optimizer):
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Add a parameter group (its hyper-parameters are checked before it is added)."""
+        """Add a parameter group (its settings are checked, and its parameters refused when
+        already given, before it is added)."""
         if isinstance(param_group, dict):
             merged = {**self.defaults, **param_group}
-            where = f"param_groups[{len(self.param_groups)}]: "
-            check_group_keys(where, merged)
-            _check_hyper(
-                where, merged["lr"], merged["betas"], merged["eps"], merged["implementation"]
-            )
-            check_decay(where, merged["weight_decay"], merged["loss_scale"])
-            if isinstance(param_group.get("lr"), tuple):
-                param_group["lr"] = list(param_group["lr"])
+            group_index = len(self.param_groups)
             params = param_group.get("params")
             if isinstance(params, torch.Tensor):
                 params = [params]
@@ -323,13 +374,10 @@ class AMSGradV2(torch.optim.Optimizer):
                 params = [p[1] if isinstance(p, tuple) else p for p in params]
             else:
                 params = []  # torch.optim.Optimizer reports what is wrong with it
-            for index, param in enumerate(params):
-                if (
-                    isinstance(param, torch.Tensor)
-                    and param.dtype == torch.bfloat16
-                    and not merged["master_weights"]
-                ):
-                    _check_param(len(self.param_groups), index, param, merged["implementation"])
+            _check_group(group_index, merged, params)
+            _check_once(group_index, params, self.param_groups)
+            if isinstance(param_group.get("lr"), tuple):
+                param_group["lr"] = list(param_group["lr"])
         self._fast_plans = {}
         super().add_param_group(param_group)
 
@@ -337,15 +385,8 @@ class AMSGradV2(torch.optim.Optimizer):
         super().__setstate__(state)
         self._fast_plans = {}
         for group in self.param_groups:
-            group.setdefault("implementation", "auto")
-            group.setdefault("master_weights", False)
-            group.setdefault("weight_decay", 0.0)
-            group.setdefault("loss_scale", 1.0)
-            group.setdefault("grad_centralization", False)
-            for name, value in (("maximize", False), ("foreach", None), ("fused", None)):
+            for name, value in _GROUP_DEFAULTS.items():
                 group.setdefault(name, value)
-            group.setdefault("capturable", False)
-            group.setdefault("differentiable", False)
 
     def state_dict(self) -> dict[str, Any]:
         """torch's state dict, with beta powers kept on the device (``capturable=True``) as
@@ -357,10 +398,12 @@ class AMSGradV2(torch.optim.Optimizer):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load a state dict, after checking that every parameter's state is AMSGradV2's.
 
-        Each per-parameter state must hold ``m``, ``v``, ``vhat`` (tensors of the parameter's
-        shape), ``step`` (an int >= 0) and ``beta1_power``, ``beta2_power`` (numbers in [0, 1]).
-        Otherwise raises ValueError naming the parameter and what is missing or wrong (a
-        ``torch.optim.Adam`` state dict is named as such), and nothing of the optimizer changes.
+        Each saved group must hold ``lr``, ``betas`` and ``eps`` and pass the constructor's
+        checks (known keys, flag values, ranges). Each per-parameter state must hold ``m``,
+        ``v``, ``vhat`` (tensors of the parameter's shape), ``step`` (an int >= 0) and
+        ``beta1_power``, ``beta2_power`` (numbers in [0, 1]). Otherwise raises ValueError naming
+        the group or parameter and what is missing or wrong (a ``torch.optim.Adam`` state dict
+        is named as such), and nothing of the optimizer changes.
         A ``torch.optim.Adam(amsgrad=True)`` state dict is converted first (see
         :func:`~amsgrad.adapters.torch_support.from_torch_adam`).
         """
@@ -369,6 +412,12 @@ class AMSGradV2(torch.optim.Optimizer):
         saved_groups = state_dict.get("param_groups") if isinstance(state_dict, dict) else None
         states = state_dict.get("state") if isinstance(state_dict, dict) else None
         masters: list[tuple[torch.Tensor, dict[str, Any]]] = []
+        if isinstance(saved_groups, list) and len(saved_groups) == len(self.param_groups):
+            for group_index, (group, saved) in enumerate(
+                zip(self.param_groups, saved_groups, strict=True)
+            ):
+                if isinstance(saved, dict):  # else torch.optim.Optimizer reports it
+                    _check_loaded_group(group_index, saved, group["params"])
         if (
             isinstance(saved_groups, list)
             and isinstance(states, dict)
@@ -683,6 +732,19 @@ class _Where:
         return _param_label(self.group_index, self.param_index, self.param)
 
 
+def _check_loaded_group(group_index: int, saved: dict[str, Any], params: list[Any]) -> None:
+    """A group of a state dict being loaded: the keys it must hold, then :func:`_check_group`
+    on it as ``__setstate__`` will complete it."""
+    missing = [key for key in _LOADED_KEYS if key not in saved]
+    if missing:
+        raise ValueError(
+            f"param_groups[{group_index}]: missing parameter-group key"
+            f"{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}; a saved group "
+            f"holds {', '.join(map(repr, _LOADED_KEYS))} (as AMSGradV2.state_dict() writes it)"
+        )
+    _check_group(group_index, {**_GROUP_DEFAULTS, **saved}, params)
+
+
 def _check_grad(where: Any, param: torch.Tensor, grad: torch.Tensor, kernel: bool) -> None:
     """A gradient of the parameter's shape (and, on the kernel path, of a dtype the operator
     converts to the parameter's: the contract's message)."""
@@ -759,7 +821,9 @@ def _check_hyper_values(
             to_dtype(name, value, dtype)
         except (TypeError, ValueError) as error:
             raise type(error)(f"{where}{error}") from None
-    check_optimizer_hyper(lr, beta1, beta2, eps, names=_NAMES, where=where, read=as_tensor_number)
+    check_optimizer_hyper(
+        lr, beta1, beta2, eps, names=_NAMES, where=where, read=as_tensor_number, finite=True
+    )
 
     def rounded(name: str, value: Any) -> float:
         return float(to_dtype(name, value, dtype).to(torch.float64).item())

@@ -731,26 +731,76 @@ def check_group_keys(where: str, group: dict[str, Any]) -> None:
             raise ValueError(f"{where}{name}={group[name]!r} is not supported; use {instead}")
 
 
+def beta_powers(step: int, beta1: np.float32, beta2: np.float32) -> tuple[float, float]:
+    """MindSpore's beta powers after ``step`` steps: the float32 running products of
+    ``beta1`` and ``beta2``, one rounded multiplication per step."""
+    power1 = power2 = np.float32(1.0)
+    with np.errstate(under="ignore"):
+        for _ in range(step):
+            power1, power2 = np.float32(power1 * beta1), np.float32(power2 * beta2)
+    return float(power1), float(power2)
+
+
+def check_adam_decay(where: str, saved: dict[str, Any]) -> None:
+    """Refuse a saved torch.optim group whose weight decay is AdamW's (decoupled), or may be
+    (no ``decoupled_weight_decay`` key: older torch saves Adam and AdamW groups alike)."""
+    decay = saved.get("weight_decay", 0)
+    number = as_number(decay)
+    if number is None or number == 0:
+        return  # no decay (anything else is reported by the group checks)
+    decoupled = saved.get("decoupled_weight_decay")
+    if decoupled is None:
+        raise ValueError(
+            f"{where}a torch.optim.Adam-style group with weight_decay={decay!r} and no "
+            "'decoupled_weight_decay' key (older torch saves Adam's and AdamW's groups alike): "
+            "torch.optim.Adam's decay (L2, added to the gradient) is MindSpore's, AdamW's "
+            "(decoupled) is not; set 'decoupled_weight_decay' to False in that saved group "
+            "if it is torch.optim.Adam's, or 'weight_decay' to 0 to load it without the decay"
+        )
+    if not decoupled:
+        return  # torch.optim.Adam's L2 decay: MindSpore's
+    raise ValueError(
+        f"{where}a torch.optim.AdamW state dict (decoupled_weight_decay={decoupled!r}, "
+        f"weight_decay={decay!r}): AdamW decays the parameters apart from the gradient "
+        "(param -= lr * weight_decay * param), which is not what MindSpore's Adam (and "
+        "AMSGradV2) does: it adds weight_decay * param to the gradient (L2), a different "
+        "update; to load the moments without the decay, set 'weight_decay' to 0 in that saved "
+        "group (then set AMSGradV2's own weight_decay for L2 decay if wanted), or convert the "
+        "state dict by hand"
+    )
+
+
 def from_torch_adam(state_dict: dict[str, Any], groups: list[dict[str, Any]]) -> dict[str, Any]:
     """A ``torch.optim.Adam(amsgrad=True)`` state dict as AMSGradV2's; others unchanged.
 
     Per parameter: ``exp_avg`` -> ``m``, ``exp_avg_sq`` -> ``v``, ``max_exp_avg_sq`` ->
     ``vhat``, ``step`` (an int), and the beta powers as MindSpore keeps them: the float32
-    running product of ``float32(beta)``, ``step`` times. Each saved group's ``lr``, ``betas``,
-    ``eps``, ``weight_decay`` and ``maximize`` replace the optimizer's group's; its other settings
-    (``loss_scale``, ``implementation``) stay. Raises ValueError for an Adam state without
-    ``max_exp_avg_sq`` (amsgrad=False), saying how to convert it.
+    running product of ``float32(beta)``, ``step`` times (:func:`beta_powers`, once per
+    distinct step and betas). Each saved group's ``lr``, ``betas``, ``eps``, ``weight_decay``
+    and ``maximize`` replace the optimizer's group's; its other settings (``loss_scale``,
+    ``implementation``) stay, and Adam's own keys (``amsgrad``, ``decoupled_weight_decay``,
+    ...) are dropped. A state dict saved before any step (groups with an ``amsgrad`` key, no
+    state) converts its groups only, whatever its ``amsgrad``. Raises ValueError for an Adam
+    state without ``max_exp_avg_sq`` (amsgrad=False), saying how to convert it, and for a
+    group with AdamW's decoupled weight decay (:func:`check_adam_decay`).
     """
     states, saved_groups = state_dict.get("state"), state_dict.get("param_groups")
     if not isinstance(states, dict) or not isinstance(saved_groups, list):
         return state_dict
     adam = [key for key, state in states.items() if isinstance(state, dict) and "exp_avg" in state]
-    if not adam or any("m" in states[key] for key in adam) or len(saved_groups) != len(groups):
+    adam_groups = any(isinstance(saved, dict) and "amsgrad" in saved for saved in saved_groups)
+    if (
+        not (adam or adam_groups)
+        or any("m" in states[key] for key in adam)
+        or len(saved_groups) != len(groups)
+    ):
         return state_dict
     converted_groups, converted = [], {}
-    for group, saved in zip(groups, saved_groups, strict=True):
+    powers: dict[tuple[int, np.float32, np.float32], tuple[float, float]] = {}
+    for group_index, (group, saved) in enumerate(zip(groups, saved_groups, strict=True)):
         if not isinstance(saved, dict) or not isinstance(saved.get("params"), list):
             return state_dict  # torch.optim.Optimizer reports it
+        check_adam_decay(f"param_groups[{group_index}]: ", saved)
         new_group = {key: value for key, value in group.items() if key != "params"}
         for key in ("lr", "betas", "eps", "weight_decay", "maximize"):
             if key in saved:
@@ -773,14 +823,13 @@ def from_torch_adam(state_dict: dict[str, Any], groups: list[dict[str, Any]]) ->
                 )
             step = state.get("step", 0)
             step = int(step.item()) if isinstance(step, torch.Tensor) else int(step)
-            power1 = power2 = np.float32(1.0)
-            with np.errstate(under="ignore"):
-                for _ in range(step):
-                    power1, power2 = np.float32(power1 * beta1), np.float32(power2 * beta2)
+            if (step, beta1, beta2) not in powers:
+                powers[step, beta1, beta2] = beta_powers(step, beta1, beta2)
+            power1, power2 = powers[step, beta1, beta2]
             converted[key] = {
                 "step": step,
-                "beta1_power": float(power1),
-                "beta2_power": float(power2),
+                "beta1_power": power1,
+                "beta2_power": power2,
                 "m": state["exp_avg"],
                 "v": state["exp_avg_sq"],
                 "vhat": state["max_exp_avg_sq"],

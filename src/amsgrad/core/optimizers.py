@@ -45,17 +45,20 @@ def check_optimizer_hyper(
     names: Sequence[str] = OPTIMIZER_NAMES,
     where: str = "",
     read: Callable[[Any], float | None] = as_number,
+    finite: bool = False,
 ) -> None:
     """The range checks of an optimizer built on the operator: lr >= 0, beta1 and beta2 in
-    [0, 1), eps >= 0 (NaN fails them all).
+    [0, 1), eps >= 0 (NaN fails them all); with ``finite``, lr and eps also finite (an inf lr
+    or eps makes every update inf, NaN or 0).
 
     ``names`` are how the optimizer's own signature spells (lr, beta1, beta2, eps), e.g.
     ``("learning_rate", "b1", "b2", "eps")``; ``where`` prefixes them (``"param_groups[1]: "``);
     ``read`` turns a value into a float, None when it is not a number (default
     :func:`as_number`; an adapter passes one that also reads its one-element tensors). Raises
-    ValueError ``"{where}{name}: expected a number >= 0, got {value!r}"`` (``a number in [0,
-    1)`` for the betas), one message for every optimizer, or TypeError for a NumPy scalar kind
-    that the operator refuses (as :func:`scalar_to_dtype` would at the first update).
+    ValueError ``"{where}{name}: expected a number >= 0, got {value!r}"`` (``a finite number
+    >= 0`` for an inf refused by ``finite``; ``a number in [0, 1)`` for the betas), one message
+    for every optimizer, or TypeError for a NumPy scalar kind that the operator refuses (as
+    :func:`scalar_to_dtype` would at the first update).
     """
     for index, value in enumerate((lr, beta1, beta2, eps)):
         shown = f"{where}{names[index]}"
@@ -67,6 +70,8 @@ def check_optimizer_hyper(
                 raise ValueError(f"{shown}: expected a number in [0, 1), got {value!r}")
         elif number is None or not number >= 0:
             raise ValueError(f"{shown}: expected a number >= 0, got {value!r}")
+        elif finite and number == float("inf"):
+            raise ValueError(f"{shown}: expected a finite number >= 0, got {value!r}")
 
 
 def check_hyper_in_dtype(
