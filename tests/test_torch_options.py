@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("torch")
 import torch
 
-from amsgrad.torch import AMSGradV2
+from amsgrad.torch import AMSGradV2, mindspore_param_groups
 
 
 def param() -> torch.nn.Parameter:
@@ -278,3 +278,25 @@ def test_from_torch_adam_computes_each_beta_power_once(monkeypatch) -> None:
             ]
         got = converted["state"][index]
         assert (got["beta1_power"], got["beta2_power"]) == tuple(map(float, powers))
+
+
+# --------------------------------------------------------------------------- decay filter
+
+
+def test_mindspore_param_groups_reads_mindspore_names_through_name_map() -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.LayerNorm(3))
+    # By torch's names (weight, bias) the LayerNorm decays, as every other parameter.
+    (only,) = mindspore_param_groups(model.named_parameters(), 0.1)
+    assert len(only["params"]) == 4 and only["weight_decay"] == 0.1
+    to_ms = {"1.weight": "1.gamma", "1.bias": "1.beta"}
+    for name_map in (to_ms, lambda name: to_ms.get(name, name)):
+        decayed, spared = mindspore_param_groups(model.named_parameters(), 0.1, name_map)
+        assert decayed["params"] == [model[0].weight, model[0].bias]
+        assert spared["params"] == [model[1].weight, model[1].bias]
+        assert spared["weight_decay"] == 0.0
+
+
+def test_mindspore_param_groups_refuses_unnamed_parameters() -> None:
+    model = torch.nn.Linear(3, 3)
+    with pytest.raises(TypeError, match=r"^named_parameters\[0\]: expected a \(name, tensor\)"):
+        mindspore_param_groups(model.parameters(), 0.1)

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from amsgrad.adapters.mindspore_state import NameMap, map_names
 from amsgrad.core.contract import (
     HYPER_NAMES,
     Hyper,
@@ -659,14 +660,31 @@ def centralized(grad: torch.Tensor, pairs: bool = False) -> torch.Tensor:
     return torch.sub(grad, mean)
 
 
-def mindspore_param_groups(named_parameters: Any, weight_decay: float) -> list[dict[str, Any]]:
+def mindspore_param_groups(
+    named_parameters: Any, weight_decay: float, name_map: NameMap = None
+) -> list[dict[str, Any]]:
     """Parameter groups that decay as MindSpore's ``nn.Adam(params, weight_decay=wd)`` without
-    groups does: parameters whose name holds neither ``beta`` nor ``gamma`` decay by
-    ``weight_decay``, the others (LayerNorm/BatchNorm scales and shifts) do not. Both groups
-    use the optimizer's default lr. (With groups MindSpore applies no name filter.)"""
+    groups does: parameters whose MindSpore name holds neither ``beta`` nor ``gamma`` decay by
+    ``weight_decay``, the others (MindSpore's LayerNorm/BatchNorm scales and shifts) do not.
+    Both groups use the optimizer's default lr. (With groups MindSpore applies no name filter.)
+
+    ``named_parameters``: ``(name, tensor)`` pairs, as ``model.named_parameters()`` gives.
+    torch calls a LayerNorm's parameters ``weight`` and ``bias``, so by torch's names they
+    decay; ``name_map`` (a dict or a callable from torch names to MindSpore names, as for
+    ``load_mindspore``) gives each parameter the MindSpore name the filter reads.
+    """
+    pairs = list(named_parameters)
+    for index, pair in enumerate(pairs):
+        if not (isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], str)):
+            raise TypeError(
+                f"named_parameters[{index}]: expected a (name, tensor) pair, as "
+                f"model.named_parameters() gives, got {type(pair).__name__}; the filter reads "
+                "each parameter's name"
+            )
+    names = map_names([name for name, _ in pairs], name_map)
     decayed: list[torch.Tensor] = []
     spared: list[torch.Tensor] = []
-    for name, param in named_parameters:
+    for name, (_, param) in zip(names, pairs, strict=True):
         (spared if "beta" in name or "gamma" in name else decayed).append(param)
     groups = [{"params": decayed, "weight_decay": weight_decay}]
     groups.append({"params": spared, "weight_decay": 0.0})
