@@ -9,6 +9,7 @@ exception or a warning.
 
 from __future__ import annotations
 
+import pickle
 import warnings
 
 import numpy as np
@@ -174,3 +175,31 @@ def test_functional_call_takes_the_fast_path_and_falls_back_with_the_same_error(
             var, m, v, vhat, 0.5, 0.5, 1e-3, 0.9, 0.999, 1e-8, grad, use_locking=1
         )
     assert _native.apply_fast(var, m, v, vhat, 0.5, 0.5, 1e-3, 0.9, 0.999, 1e-8) is False
+
+
+def test_unpickled_float16_arrays_take_the_float16_rules():
+    """An unpickled array's dtype equals float16 without being NumPy's float16 object (as
+    arrays that come from another process): the same bits, and no FloatingPointError under
+    np.errstate(all='raise') from eps = 1e-8 rounding to 0 (the SPEC's conversion, no error)."""
+    rng = np.random.default_rng(5)
+    start = [np.abs(rng.standard_normal(9)).astype(np.float16) for _ in range(5)]
+    moved = pickle.loads(pickle.dumps(start))
+    assert moved[0].dtype == np.float16 and moved[0].dtype is not np.dtype(np.float16)
+    hyper = (0.5, 0.25, 1e-3, 0.9, 0.999, 1e-8)
+    want = [a.copy() for a in start]
+    amsgrad.apply_adam_with_amsgrad_v2(*want[:4], *hyper, want[4])
+    calls = {
+        "single": lambda a: amsgrad.apply_adam_with_amsgrad_v2(*a[:4], *hyper, a[4]),
+        "locked": lambda a: amsgrad.apply_adam_with_amsgrad_v2(
+            *a[:4], *hyper, a[4], use_locking=True
+        ),
+        "many": lambda a: amsgrad.apply_adam_with_amsgrad_v2_many(
+            *([x] for x in a[:4]), *hyper, [a[4]]
+        ),
+    }
+    for name, call in calls.items():
+        got = pickle.loads(pickle.dumps(start))
+        with np.errstate(all="raise"):
+            call(got)
+        for g, w in zip(got[:4], want[:4], strict=True):
+            assert np.array_equal(g.view(np.uint16), w.view(np.uint16)), name

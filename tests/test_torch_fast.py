@@ -215,7 +215,53 @@ def _differentiable(opt, params):
     opt.param_groups[0]["differentiable"] = True
 
 
+def _transposed_square_moment(opt, params):
+    m = opt.state[params[4]]["m"]
+    m.data = m.data.transpose(0, 1)  # (4, 4, 2): same shape and address, elements reordered
+
+
+def _negated_moment(opt, params):
+    m = opt.state[params[1]]["m"]
+    m.data = m.data._neg_view()
+
+
+def _reshaped_moment(opt, params):
+    v = opt.state[params[0]]["v"]
+    v.data = v.data.view(3, 5)
+
+
+def _expanded_vhat(opt, params):
+    vhat = opt.state[params[1]]["vhat"]
+    vhat.data = vhat.data[:1].expand(7)  # stride 0: the same address and element count
+
+
+def _decay_false(opt, params):
+    opt.param_groups[0]["weight_decay"] = False  # == 0.0, refused by the full path
+
+
+def _loss_scale_tensor(opt, params):
+    opt.param_groups[0]["loss_scale"] = torch.tensor(1.0)  # == 1.0, refused likewise
+
+
+def _master_entry(opt, params):
+    opt.state[params[0]]["master"] = params[0].detach().clone()
+
+
+def _misaligned_grad(opt, params):
+    buffer = np.frombuffer(bytearray(4 * 7 + 1), np.float32, 7, 1)  # 1 byte off
+    buffer[:] = params[1].grad.numpy()
+    params[1].grad = torch.from_numpy(buffer)
+
+
 CHANGES = [
+    _transposed_square_moment,
+    _negated_moment,
+    _reshaped_moment,
+    _expanded_vhat,
+    _decay_false,
+    _loss_scale_tensor,
+    _master_entry,
+    _misaligned_grad,
     _swap_data,
     _drop_grad,
     _transposed_grad,
@@ -273,6 +319,31 @@ def test_changes_between_steps_are_seen(change):
     for seed in range(4, 6):  # and the steps after it
         _step_both(fast, full, seed)
         _assert_same(fast, full)
+
+
+def test_beta_powers_underflowing_under_numpy_raise(fast_runs):
+    """With np.seterr(all="raise"), the beta powers become subnormal (0.6 ** 190 in float32)
+    on the fast step as on the full one, without a FloatingPointError."""
+    fast, full = _pair(lambda ps: ps, betas=(0.6, 0.6))
+    with np.errstate(all="raise"):
+        for seed in range(190):
+            _step_both(fast, full, seed % 7)
+    _assert_same(fast, full)
+    assert fast_runs[0] == 189
+    assert 0 < fast[0].state[fast[1][0]]["beta1_power"] < np.finfo(np.float32).tiny
+
+
+def test_a_misaligned_parameter_keeps_training(fast_runs):
+    buffer = np.frombuffer(bytearray(4 * 6 + 1), np.float32, 6, 1)
+    buffer[:] = np.linspace(-1, 1, 6)
+    param = torch.nn.Parameter(torch.from_numpy(buffer))
+    twin = torch.nn.Parameter(param.detach().clone())
+    fast, full = (AMSGradV2([param], lr=0.1), [param]), (AMSGradV2([twin], lr=0.1), [twin])
+    for seed in range(4):
+        _step_both(fast, full, seed)
+        _assert_same(fast, full)
+    assert fast[0].state[param]["step"] == 4
+    assert fast_runs[0] == 0  # declined before anything was written: the full path ran
 
 
 def test_a_new_group_is_seen(fast_runs):

@@ -17,17 +17,23 @@ re-checks only what can have changed since, at a few hundred nanoseconds per par
 * each gradient: present exactly where it was, on the CPU, of the parameter's shape and dtype,
   C-contiguous, not a negated view;
 * the optimizer's state: the same state object, each parameter's state dict the same object
+  with as many entries (an added ``'master'`` goes to the full path, which refuses it),
   holding the very step count and beta power objects that the last step stored (a ``2.0`` or a
   NumPy float in their place goes to the full path, which refuses it) and the same m, v, vhat
-  tensors on the same memory (address, element count, dtype). A view of that memory in another
-  shape or order (``resize_`` to the same size, ``.data = m.t()``) changes nothing the kernel
-  does to it, so it is not looked at; the full path refuses it at the next full step.
+  tensors on the same memory (address, element count, dtype) and as they were: of the
+  parameter's shape, C-contiguous, not a negated view. (A transposed view of a square moment,
+  ``m.data = m.data.t()``, keeps address and shape; the full path pairs its elements with the
+  parameter's logically, the kernel would pair them by address.)
+
+The group settings are compared by identity (``weight_decay = False`` equals the recorded 0.0,
+and the full path refuses it).
 
 Anything else (a new parameter, a missing gradient, a strided one, a load_state_dict, a changed
 setting) returns None and the step runs the full path, which raises the precise error or
 handles the general case, and records new plans. :func:`run` makes one native call over every
 group (:func:`amsgrad.core.kernel.apply_addresses`, which also refuses memory shared between
-any two tensors before writing), then advances the states as the full path does.
+any two tensors, or an address that is not one of the dtype's items, before writing; the step
+then runs the full path), then advances the states as the full path does.
 """
 
 from __future__ import annotations
@@ -87,8 +93,10 @@ class GroupPlan:
         "beta2_power",
         "dtype",
         "dtypes",
+        "entries",
         "flat",
         "flat_addresses",
+        "flat_shapes",
         "flat_sizes",
         "held",
         "moments",
@@ -150,6 +158,8 @@ class GroupPlan:
         self.sizes = np.fromiter(map(_NUMEL, params), dtype=np.int64, count=len(params))
         self.shapes = list(map(_SHAPE, params))
         self.flat_sizes = [size for size in map(_NUMEL, params) for _ in range(3)]
+        self.flat_shapes = [shape for shape in self.shapes for _ in range(3)]
+        self.entries = list(map(len, states))
         table = np.empty((len(params), 5), dtype=np.int64)
         table[:, 0] = self.param_addresses
         for role in range(3):
@@ -195,6 +205,8 @@ def record(
                 return {}
             if not all(type(t) in _PLAIN and t.is_contiguous() for t in _MOMENTS(state)):
                 return {}
+            if any(t.data_ptr() % t.element_size() for t in (param, *_MOMENTS(state))):
+                return {}  # on a misaligned buffer: the kernel takes items, the full path copies
         plans[group_index] = GroupPlan(group, params, states, optimizer.state)
     return plans
 
@@ -249,7 +261,7 @@ def _prepare_group(
     if (
         len(members) != len(plan.all_params)
         or not all(map(operator.is_, members, plan.all_params))
-        or _settings(group) != plan.settings
+        or not all(map(operator.is_, _settings(group), plan.settings))
         or optimizer.state is not plan.state_map
     ):
         return None
@@ -281,19 +293,23 @@ def _prepare_group(
     try:
         if (
             not all(map(operator.is_, states, plan.states))
+            or list(map(len, states)) != plan.entries
             or not all(map(operator.is_, map(_STEP, states), repeat(plan.step)))
             or not all(map(operator.is_, map(_BETA1_POWER, states), repeat(plan.beta1_power)))
             or not all(map(operator.is_, map(_BETA2_POWER, states), repeat(plan.beta2_power)))
             or not all(map(operator.is_, chain.from_iterable(map(_MOMENTS, states)), flat))
-            # The state tensors on the memory they had: the same address, element count and
-            # dtype (resize_ or `.data = ...` keep the object). A view of that same memory in
-            # another shape or order leaves the update of each element as it was.
+            # The state tensors on the memory they had, as they were (resize_ or `.data = ...`
+            # keep the object): the same address, element count, dtype and shape, contiguous
+            # and not negated (a transposed square moment keeps address and shape).
             or list(map(_DATA_PTR, flat)) != plan.flat_addresses
             or list(map(_NUMEL, flat)) != plan.flat_sizes
             or set(map(_DTYPE, flat)) != plan.dtypes
+            or list(map(_SHAPE, flat)) != plan.flat_shapes
+            or not all(map(_IS_CONTIGUOUS, flat))
+            or any(map(_IS_NEG, flat))
         ):
             return None
-    except (KeyError, TypeError):  # an entry deleted
+    except (KeyError, TypeError, RuntimeError):  # an entry deleted; a layout without strides
         return None
     if plan.transform:
         grads = [mindspore_grad(p, g, group) for p, g in zip(params, grads, strict=True)]
@@ -310,8 +326,9 @@ def _prepare_group(
         lr = lr[plan.step]
     if not hyper_ok(group, plan.dtype, lr):
         return None
-    beta1_power = float(np.float32(plan.beta1_power) * np.float32(beta1))
-    beta2_power = float(np.float32(plan.beta2_power) * np.float32(beta2))
+    with np.errstate(under="ignore"):  # beta powers tend to 0 by the rule (as the full path)
+        beta1_power = float(np.float32(plan.beta1_power) * np.float32(beta1))
+        beta2_power = float(np.float32(plan.beta2_power) * np.float32(beta2))
     hyper = fast_hyper((beta1_power, beta2_power, lr, beta1, beta2, group["eps"]), plan.np_dtype)
     if hyper is None:
         return None
@@ -324,20 +341,23 @@ def run(prepared: list[_Prepared]) -> bool:
     then runs the full path."""
     if not prepared:
         return True
-    if len(prepared) == 1:
-        only = prepared[0]
-        addresses = only.plan.addresses
-        addresses[:, 4] = list(map(_DATA_PTR, only.grads))
-        found = apply_addresses(addresses.reshape(-1), only.plan.sizes, only.hyper)
-    else:
-        addresses = np.concatenate([item.plan.addresses for item in prepared])
-        addresses[:, 4] = [_DATA_PTR(grad) for item in prepared for grad in item.grads]
-        sizes = np.concatenate([item.plan.sizes for item in prepared])
-        sets = np.repeat(
-            np.arange(len(prepared), dtype=np.int64), [len(item.grads) for item in prepared]
-        )
-        hyper = np.ascontiguousarray(np.concatenate([item.hyper for item in prepared], axis=1))
-        found = apply_addresses(addresses.reshape(-1), sizes, hyper, sets)
+    try:
+        if len(prepared) == 1:
+            only = prepared[0]
+            addresses = only.plan.addresses
+            addresses[:, 4] = list(map(_DATA_PTR, only.grads))
+            found = apply_addresses(addresses.reshape(-1), only.plan.sizes, only.hyper)
+        else:
+            addresses = np.concatenate([item.plan.addresses for item in prepared])
+            addresses[:, 4] = [_DATA_PTR(grad) for item in prepared for grad in item.grads]
+            sizes = np.concatenate([item.plan.sizes for item in prepared])
+            sets = np.repeat(
+                np.arange(len(prepared), dtype=np.int64), [len(item.grads) for item in prepared]
+            )
+            hyper = np.ascontiguousarray(np.concatenate([item.hyper for item in prepared], axis=1))
+            found = apply_addresses(addresses.reshape(-1), sizes, hyper, sets)
+    except ValueError:  # an address that is not one of the dtype's items (misaligned, null)
+        return False  # checked before anything is written: the full path handles it
     if found is not None:
         return False
     for item in prepared:

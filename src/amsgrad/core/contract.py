@@ -487,7 +487,7 @@ def fast_hyper(values: Sequence[Any], dtype: np.dtype) -> np.ndarray | None:
     Returns their ``(6, 1)`` table of ``dtype``; None when a value is anything else or
     ``dtype`` is not a state dtype (float16/32/64).
     """
-    if dtype is F16:
+    if dtype == F16:  # ==: an unpickled array's dtype is an equal object, not NumPy's own
         return _fast_hyper_f16(values)
     if not is_state_dtype(dtype):
         return None
