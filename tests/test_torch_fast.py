@@ -220,16 +220,6 @@ def _transposed_square_moment(opt, params):
     m.data = m.data.transpose(0, 1)  # (4, 4, 2): same shape and address, elements reordered
 
 
-def _negated_moment(opt, params):
-    m = opt.state[params[1]]["m"]
-    m.data = m.data._neg_view()
-
-
-def _reshaped_moment(opt, params):
-    v = opt.state[params[0]]["v"]
-    v.data = v.data.view(3, 5)
-
-
 def _expanded_vhat(opt, params):
     vhat = opt.state[params[1]]["vhat"]
     vhat.data = vhat.data[:1].expand(7)  # stride 0: the same address and element count
@@ -255,8 +245,6 @@ def _misaligned_grad(opt, params):
 
 CHANGES = [
     _transposed_square_moment,
-    _negated_moment,
-    _reshaped_moment,
     _expanded_vhat,
     _decay_false,
     _loss_scale_tensor,

@@ -243,6 +243,16 @@ def test_save_refuses_parameters_with_different_counters(tmp_path: Path) -> None
     assert not (tmp_path / "x.ckpt").exists()
 
 
+def test_save_with_a_frozen_parameter_says_to_leave_it_out(tmp_path: Path) -> None:
+    model, a, b = two_parameter_setup()
+    b.requires_grad_(False)
+    opt = AMSGradV2([a, b], lr=0.1)
+    a.grad = torch.ones(3)
+    opt.step()
+    with pytest.raises(ValueError, match=r"'b' has step 0.*if p\.requires_grad\]"):
+        opt.save_mindspore(tmp_path / "x.ckpt", model)
+
+
 def test_save_never_stepped_and_parameters_outside_the_optimizer(tmp_path: Path) -> None:
     model, a, b = two_parameter_setup()
     model.frozen = torch.nn.Parameter(torch.zeros(5), requires_grad=False)

@@ -300,3 +300,28 @@ def test_mindspore_param_groups_refuses_unnamed_parameters() -> None:
     model = torch.nn.Linear(3, 3)
     with pytest.raises(TypeError, match=r"^named_parameters\[0\]: expected a \(name, tensor\)"):
         mindspore_param_groups(model.parameters(), 0.1)
+
+
+@pytest.mark.parametrize("kind", ["tensor", "ndarray", "group"])
+def test_a_1d_tensor_or_array_of_learning_rates_is_a_per_step_list(kind: str) -> None:
+    values = [0.1, 0.05, 0.025]
+    given = {"tensor": torch.tensor(values), "ndarray": np.array(values, np.float32)}
+    results = []
+    for lr in (values, given.get(kind, torch.tensor(values))):
+        param = torch.nn.Parameter(torch.linspace(-1.0, 1.0, 5))
+        if kind == "group":
+            opt = AMSGradV2([{"params": [param], "lr": lr}], lr=0.5)
+        else:
+            opt = AMSGradV2([param], lr=lr)
+        for _ in range(3):
+            param.grad = torch.cos(param.detach() * 3)
+            opt.step()
+        results.append(param.detach().clone())
+    # float32 values of the tensor: the same float32 learning rates as the list's
+    assert torch.equal(results[0], results[1])
+
+
+def test_mindspores_order_params_key_is_named() -> None:
+    param = torch.nn.Parameter(torch.zeros(2))
+    with pytest.raises(ValueError, match=r"^param_groups\[1\]: 'order_params' is MindSpore's"):
+        AMSGradV2([{"params": [param]}, {"order_params": [param], "params": []}])

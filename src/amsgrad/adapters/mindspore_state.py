@@ -321,7 +321,10 @@ def common_counters(
                 f"optimizer's parameters, but {first[0]!r} has step {first[1]}, beta powers "
                 f"({first[2]!r}, {first[3]!r}) and {row[0]!r} has step {row[1]}, beta powers "
                 f"({row[2]!r}, {row[3]!r}) (a parameter that had no gradient at some step, or "
-                "groups with different betas); save such an optimizer with state_dict() instead"
+                "groups with different betas). A frozen parameter (requires_grad=False, step "
+                "0) does not belong in the optimizer: give it only the trainable ones, "
+                "[p for p in model.parameters() if p.requires_grad] (MindSpore's "
+                "trainable_params()); otherwise save such an optimizer with state_dict()"
             )
     return first[1], np.float32(first[2]), np.float32(first[3])
 

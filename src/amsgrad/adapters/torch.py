@@ -143,6 +143,14 @@ def _check_hyper(
         )
 
 
+def _lr_values(lr: Any) -> Any:
+    """A 1-d tensor or array of per-step learning rates (MindSpore accepts a 1-d Tensor) as
+    the list of its values; anything else as it is."""
+    if isinstance(lr, (torch.Tensor, np.ndarray)) and lr.ndim == 1:
+        return [float(value) for value in lr.tolist()]
+    return lr
+
+
 #: What ``__setstate__`` gives a group that lacks them (state dicts of older versions).
 _GROUP_DEFAULTS = {
     "implementation": "auto",
@@ -338,6 +346,7 @@ class AMSGradV2(torch.optim.Optimizer):
         implementation: str = "auto",
         master_weights: bool = False,
     ) -> None:
+        lr = _lr_values(lr)
         _check_hyper("", lr, betas, eps, implementation)
         check_decay("", weight_decay, loss_scale)
         defaults = {
@@ -364,6 +373,8 @@ class AMSGradV2(torch.optim.Optimizer):
         """Add a parameter group (its settings are checked, and its parameters refused when
         already given, before it is added)."""
         if isinstance(param_group, dict):
+            if "lr" in param_group:
+                param_group["lr"] = _lr_values(param_group["lr"])
             merged = {**self.defaults, **param_group}
             group_index = len(self.param_groups)
             params = param_group.get("params")
@@ -837,6 +848,10 @@ def _check_hyper_values(
         where=where,
         rounded=rounded,
         lr=lr,
+        advice=(
+            "pass master_weights=True (the optimizer then updates a float32 copy of each "
+            "parameter with float32 moments and copies it back)"
+        ),
     )
 
 

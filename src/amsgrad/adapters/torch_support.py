@@ -735,6 +735,11 @@ _FLAGS = {
 def check_group_keys(where: str, group: dict[str, Any]) -> None:
     """Refuse unknown keys (a typo such as ``weight_decy`` must not train silently) and the
     values of torch's flags that AMSGradV2 does not honour."""
+    if "order_params" in group:
+        raise ValueError(
+            f"{where}'order_params' is MindSpore's and is not needed here (the parameters are "
+            "updated in the order of the groups and their 'params'); remove it"
+        )
     unknown = [key for key in group if key not in GROUP_KEYS]
     if unknown:
         raise ValueError(

@@ -85,6 +85,7 @@ def check_hyper_in_dtype(
     rounded: Callable[[str, Any], float] | None = None,
     read: Callable[[Any], float | None] = as_number,
     lr: Any = None,
+    advice: str | None = None,
 ) -> None:
     """Refuse hyper-parameters that the parameters' dtype turns into a degenerate update.
 
@@ -96,6 +97,7 @@ def check_hyper_in_dtype(
     NumPy dtypes); ``names``, ``where`` and ``read`` are those of :func:`check_optimizer_hyper`.
     An ``lr`` or eps that overflows to inf in ``dtype`` (``lr=1e5`` in float16) makes every
     update inf or NaN; ``lr`` is checked when given (a number; a schedule is not).
+    ``advice``: what the message tells the user to do (default: keep float32 master weights).
     Raises ValueError naming the hyper-parameter, its value and the dtype.
     """
     if rounded is None:
@@ -104,10 +106,11 @@ def check_hyper_in_dtype(
         def rounded(name: str, value: Any) -> float:
             return float(scalar_to_dtype(name, value, convert))
 
-    advice = (
-        f"keep float32 master weights (let the optimizer update a float32 copy of the "
-        f"parameters and cast it to {dtype} for the model)"
-    )
+    if advice is None:
+        advice = (
+            f"keep float32 master weights (let the optimizer update a float32 copy of the "
+            f"parameters and cast it to {dtype} for the model)"
+        )
     for index, value in ((1, beta1), (2, beta2)):
         number = read(value)
         if number is not None and number < 1 and rounded(names[index], number) >= 1:
