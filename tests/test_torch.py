@@ -468,8 +468,9 @@ def test_group_edits_after_construction_are_checked_at_step(key, value, match, f
         assert torch.equal(opt.state[p][k], moment)
 
 
-@pytest.mark.parametrize("fast", [True, False], ids=["fast-step", "full-step"])
-def test_betas_edited_to_a_non_pair_are_named(fast):
+def _stepped_twice(fast):
+    """A parameter and its optimizer after two steps; the next step is the fast one, or (not
+    ``fast``) the full path."""
     p = torch.nn.Parameter(torch.ones(4))
     opt = AMSGradV2([p])
     for _ in range(2):
@@ -477,6 +478,12 @@ def test_betas_edited_to_a_non_pair_are_named(fast):
         opt.step()
     if not fast:
         opt._fast_plans = {}
+    return p, opt
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-step", "full-step"])
+def test_betas_edited_to_a_non_pair_are_named(fast):
+    p, opt = _stepped_twice(fast)
     opt.param_groups[0]["betas"] = (0.9,)
     with pytest.raises(ValueError, match=r"^param_groups\[0\]: betas: expected a pair"):
         opt.step()
@@ -721,13 +728,7 @@ def test_non_finite_lr_and_eps_are_refused(kwargs, match):
 @pytest.mark.parametrize("key", ["lr", "eps"])
 @pytest.mark.parametrize("fast", [True, False], ids=["fast-step", "full-step"])
 def test_non_finite_lr_and_eps_edited_in_are_refused_at_step(key, fast):
-    p = torch.nn.Parameter(torch.ones(4))
-    opt = AMSGradV2([p])
-    for _ in range(2):
-        p.grad = torch.ones(4)
-        opt.step()
-    if not fast:
-        opt._fast_plans = {}
+    p, opt = _stepped_twice(fast)
     opt.param_groups[0][key] = float("inf")
     before = p.detach().clone()
     with pytest.raises(ValueError, match=rf"{key}: expected a finite number >= 0, got inf"):
